@@ -1,0 +1,1 @@
+"""Careline media plane: the SFU that forwards encoded media between peer sessions."""

@@ -1,0 +1,154 @@
+"""Builds the aiohttp application: routes, the socket.io server and every resource's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import socketio
+from aiohttp import web
+
+from careline.media.ice import restrict_host_addresses
+from careline.server.app_keys import (
+    AUTHENTICATOR,
+    MEDIA,
+    METRICS,
+    SETTINGS,
+    SIO,
+    STORAGE,
+    TOKENS,
+    VISITS,
+)
+from careline.server.auth import JwtAuthenticator
+from careline.server.datadir import auth_secret, prepare_data_dir, public_key
+from careline.server.errors import StartupError
+from careline.server.http_edge import edge_middleware
+from careline.server.media_gateway import SfuGateway
+from careline.server.metrics import Metrics
+from careline.server.routes_health import routes as health_routes
+from careline.server.routes_tokens import routes as token_routes
+from careline.server.routes_visits import routes as visit_routes
+from careline.server.routes_web import add_web_routes
+from careline.server.settings import Settings
+from careline.server.storage.factory import make_storage
+from careline.server.tokens import TokenIssuer
+from careline.server.turn import ice_servers
+from careline.signaling.errors import StoreUnavailable
+from careline.signaling.session_namespace import SessionNamespace
+from careline.signaling.socket_edge import EdgeNamespace
+from careline.signaling.visit_namespace import VisitNamespace
+from careline.signaling.visit_service import VisitService
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.Application:
+    """The whole Careline application. Resources open on startup and close on cleanup.
+
+    Raises StartupError when the data dir or the auth keys cannot be used.
+    """
+    prepare_data_dir(settings.data_path)
+    secret = auth_secret(settings)
+    app = web.Application(
+        middlewares=[edge_middleware], client_max_size=settings.server.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    metrics = app[METRICS] = Metrics()
+    storage = app[STORAGE] = make_storage(settings)
+    authenticator = app[AUTHENTICATOR] = JwtAuthenticator(
+        secret,
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        leeway=settings.auth.leeway_seconds,
+        revocations=storage.revocations,
+        public_key=public_key(settings),
+        clock=clock,
+    )
+    app[TOKENS] = TokenIssuer(
+        secret,
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        default_ttl=settings.auth.default_ttl_seconds,
+        max_ttl=settings.auth.max_ttl_seconds,
+        clock=clock,
+    )
+    sio = app[SIO] = socketio.AsyncServer(
+        async_mode="aiohttp",
+        serializer="msgpack",
+        logger=False,
+        engineio_logger=False,
+        max_http_buffer_size=settings.server.max_body_bytes,
+    )
+    grace = settings.auth.leeway_seconds
+    sio.register_namespace(SessionNamespace(authenticator, metrics, clock, grace))
+
+    if settings.media.host_addresses:
+        restrict_host_addresses(settings.media.host_addresses)
+    gateway = app[MEDIA] = SfuGateway(settings.media)
+    visits = app[VISITS] = VisitService(
+        storage.visits,
+        storage.audit,
+        storage.revocations,
+        gateway,
+        grace_seconds=settings.visits.reconnect_grace_seconds,
+        revoke_seconds=settings.auth.max_ttl_seconds,
+        ice_servers=lambda sub: ice_servers(settings.media, sub, clock()),
+        clock=clock,
+    )
+    gateway.bind(visits)
+    sio.register_namespace(VisitNamespace(visits, authenticator, metrics, clock, grace))
+    sio.attach(app, socketio_path="socket.io")
+
+    app.router.add_routes(health_routes)
+    app.router.add_routes(token_routes)
+    app.router.add_routes(visit_routes)
+    add_web_routes(app)
+
+    app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_media_ctx)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    storage = app[STORAGE]
+    try:
+        await storage.open()
+    except StoreUnavailable as exc:
+        await storage.close()
+        raise StartupError(
+            f"storage backend {storage.backend} unavailable: {exc.message}"
+        ) from None
+    log.info("storage backend %s open", storage.backend)
+    try:
+        yield
+    finally:
+        await storage.close()
+
+
+async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Peer connections and visit timers end before the store closes."""
+    try:
+        yield
+    finally:
+        await app[VISITS].close()
+        await app[MEDIA].close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Disconnect every socket.io client (within half the shutdown deadline)."""
+    sio = app[SIO]
+    deadline = app[SETTINGS].server.shutdown_timeout_seconds / 2
+    if sio.eio.sockets:  # engine.io's disconnect-all fails on an empty set
+        try:
+            async with asyncio.timeout(deadline):
+                await sio.eio.disconnect()
+        except TimeoutError:
+            # A long-polling client with no request in flight never takes its close packet.
+            log.warning("socket.io clients did not close within %.1f s", deadline)
+    for namespace in sio.namespace_handlers.values():
+        if isinstance(namespace, EdgeNamespace):
+            await namespace.close()
+    await sio.shutdown()

@@ -1,0 +1,23 @@
+"""Typed aiohttp application state (AppKeys): one key per shared object of the process."""
+
+from __future__ import annotations
+
+import socketio
+from aiohttp import web
+
+from careline.server.auth import JwtAuthenticator
+from careline.server.media_gateway import SfuGateway
+from careline.server.metrics import Metrics
+from careline.server.settings import Settings
+from careline.server.tokens import TokenIssuer
+from careline.signaling.stores import Storage
+from careline.signaling.visit_service import VisitService
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+STORAGE = web.AppKey("storage", Storage)
+AUTHENTICATOR = web.AppKey("authenticator", JwtAuthenticator)
+TOKENS = web.AppKey("tokens", TokenIssuer)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+MEDIA = web.AppKey("media", SfuGateway)
+VISITS = web.AppKey("visits", VisitService)

@@ -1,0 +1,1 @@
+"""Storage backends (SQLite, Redis) implementing signaling's store Protocols."""

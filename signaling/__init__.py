@@ -1,0 +1,1 @@
+"""Careline signaling: the real-time domain, payload schemas and socket.io namespaces."""

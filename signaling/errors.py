@@ -1,0 +1,73 @@
+"""Errors of the signaling domain; each carries the code a client sees.
+
+The edge (HTTP middleware, socket.io acks) maps these to wire errors in one place; handlers only
+raise them.
+"""
+
+from __future__ import annotations
+
+
+class SignalingError(Exception):
+    """Root of every error a client may see. `code` is stable and documented in docs/protocol.md."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidPayload(SignalingError):
+    """The request body or event payload does not match its schema."""
+
+    code = "invalid_payload"
+
+
+class UnknownEvent(SignalingError):
+    """A socket.io event name the server does not handle."""
+
+    code = "unknown_event"
+
+
+class AuthError(SignalingError):
+    """The caller could not be authenticated; the code names why (auth.expired, ...)."""
+
+    code = "auth.invalid"
+
+
+class Forbidden(SignalingError):
+    """The caller is authenticated but its role or scope does not allow this."""
+
+    code = "forbidden"
+
+
+class NotFound(SignalingError):
+    """The named resource does not exist (or is not visible to the caller)."""
+
+    code = "not_found"
+
+
+class Conflict(SignalingError):
+    """The request conflicts with the current state (a checked state transition failed)."""
+
+    code = "conflict"
+
+
+class RateLimited(SignalingError):
+    """The caller sent too much, too fast."""
+
+    code = "rate_limited"
+
+
+class MediaRefused(SignalingError):
+    """The media plane refused the request; `code` is its own (media.bad_sdp, ...)."""
+
+    code = "media.error"
+
+
+class StoreUnavailable(SignalingError):
+    """The storage backend cannot be reached; the request changed nothing."""
+
+    code = "store_unavailable"

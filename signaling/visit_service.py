@@ -1,0 +1,582 @@
+"""Video visits as a service: create, join, waiting room, admit/deny/remove/end, media, reconnects.
+
+The durable truth (visit and participant states, audit trail) lives in the VisitStore; this node
+keeps only its live connections (socket id per participant) and grace timers. Changes to one
+visit are serialized by a per-visit lock on this node and by the store's version check across
+nodes. Media goes through the MediaGateway; clients are reached through a VisitChannel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from careline.signaling.errors import Conflict, Forbidden, NotFound, SignalingError
+from careline.signaling.identity import Principal, Role, subject_revocation_key
+from careline.signaling.media_gateway import (
+    MediaGateway,
+    MediaOffer,
+    MediaStats,
+    TrackInfo,
+)
+from careline.signaling.schemas import IceServerInfo
+from careline.signaling.stores import AuditStore, RevocationStore
+from careline.signaling.visit import (
+    Participant,
+    ParticipantKind,
+    ParticipantState,
+    Visit,
+    VisitState,
+    check_visit_transition,
+    derive_visit_state,
+    transition_participant,
+)
+from careline.signaling.visit_store import VisitStore
+
+log = logging.getLogger(__name__)
+
+#: States in which a participant may have media (send and receive).
+MEDIA_STATES = frozenset({ParticipantState.ADMITTED, ParticipantState.CONNECTED})
+#: States a family member keeps across a reconnect within the grace window.
+KEPT_STATES = frozenset(
+    {ParticipantState.ADMITTED, ParticipantState.CONNECTED, ParticipantState.RECONNECTING}
+)
+
+
+class VisitChannel(Protocol):
+    """How the service reaches clients (the /visit socket.io namespace implements it)."""
+
+    async def emit(self, event: str, data: Any, to: str) -> None:
+        """Send `event` to one socket id or one room."""
+
+    async def enter_room(self, sid: str, room: str) -> None:
+        """Add a socket to a room."""
+
+    async def disconnect(self, sid: str) -> None:
+        """Close a socket."""
+
+    def disconnect_after_reply(self, sid: str) -> None:
+        """Close the caller's socket once the ack of its current event has been sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """Who is invited to a visit when it is created: an opaque subject id and what they are."""
+
+    sub: str
+    kind: ParticipantKind
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    """What a participant gets on `visit.join`."""
+
+    visit: Visit
+    participant: Participant
+    roster: tuple[Participant, ...]
+    ice_servers: tuple[IceServerInfo, ...]
+
+
+@dataclass(slots=True)
+class _Live:
+    sid: str
+    visit_id: str
+    participant_id: str
+    grace: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True)
+class _LockEntry:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+def visit_room(visit_id: str) -> str:
+    """The room of everyone admitted to a visit."""
+    return f"visit:{visit_id}"
+
+
+def clinician_room(visit_id: str) -> str:
+    """The room of a visit's clinicians (waiting-room notices, stats)."""
+    return f"visit:{visit_id}:clinicians"
+
+
+class VisitService:
+    """The visit state machine driven by sockets and REST.
+
+    Concurrency: every method may be called from concurrent tasks; per-visit changes are
+    serialized by a lock, and grace timers run their work in tasks owned by the service.
+    """
+
+    def __init__(
+        self,
+        store: VisitStore,
+        audit: AuditStore,
+        revocations: RevocationStore,
+        media: MediaGateway,
+        *,
+        grace_seconds: float,
+        revoke_seconds: float,
+        ice_servers: Callable[[str], Sequence[IceServerInfo]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._revocations = revocations
+        self._media = media
+        self._grace = grace_seconds
+        self._revoke_seconds = revoke_seconds
+        self._ice_servers = ice_servers
+        self._clock = clock
+        self._channel: VisitChannel | None = None
+        self._by_sid: dict[str, _Live] = {}
+        self._by_participant: dict[str, _Live] = {}
+        self._locks: dict[str, _LockEntry] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def bind(self, channel: VisitChannel) -> None:
+        """Attach the channel (the namespace is built after the service)."""
+        self._channel = channel
+
+    @property
+    def channel(self) -> VisitChannel:
+        if self._channel is None:
+            raise RuntimeError("VisitService has no channel bound")
+        return self._channel
+
+    # -- REST ----------------------------------------------------------------------------------
+
+    async def create(
+        self, principal: Principal, codec: str, invites: Sequence[Invite]
+    ) -> tuple[Visit, list[Participant]]:
+        """A clinician (who joins it) or an admin schedules a visit with its invitees."""
+        if principal.role not in (Role.CLINICIAN, Role.ADMIN):
+            raise Forbidden("only clinicians and admins create visits")
+        now = self._clock()
+        visit = Visit(
+            visit_id=_new_id("v"),
+            state=VisitState.SCHEDULED,
+            codec=codec,
+            created_by=principal.sub,
+            created_at=now,
+            ended_at=None,
+            version=1,
+        )
+        everyone = list(invites)
+        if principal.role is Role.CLINICIAN and all(i.sub != principal.sub for i in everyone):
+            everyone.insert(0, Invite(principal.sub, ParticipantKind.CLINICIAN))
+        if len({i.sub for i in everyone}) != len(everyone):
+            raise Conflict("each invitee must have a distinct sub")
+        participants = [
+            Participant(
+                visit_id=visit.visit_id,
+                participant_id=_new_id("p"),
+                sub=invite.sub,
+                kind=invite.kind,
+                state=ParticipantState.INVITED,
+                updated_at=now,
+                grace_until=None,
+            )
+            for invite in everyone
+        ]
+        await self._store.create(visit, participants)
+        await self._record(visit.visit_id, principal.sub, "created", {"invited": len(participants)})
+        return visit, participants
+
+    async def describe(
+        self, principal: Principal, visit_id: str
+    ) -> tuple[Visit, list[Participant]]:
+        """The visit and its participants, for its clinicians and admins (parents: themselves)."""
+        visit, participants = await self._load(visit_id)
+        me = _find(participants, principal.sub)
+        if principal.role is Role.ADMIN or (
+            me is not None and me.kind is ParticipantKind.CLINICIAN
+        ):
+            return visit, participants
+        if me is not None and principal.visit_id == visit_id:
+            return visit, [me]
+        raise NotFound("no such visit")
+
+    # -- socket events -------------------------------------------------------------------------
+
+    async def join(self, principal: Principal, sid: str, visit_id: str) -> JoinResult:
+        """Enter a visit: clinicians are admitted, family members wait (or resume within grace)."""
+        self._check_scope(principal, visit_id)
+        async with self._visit_lock(visit_id):
+            visit, participants = await self._load(visit_id)
+            if visit.state is VisitState.ENDED:
+                raise Conflict("the visit has ended", code="visit.ended")
+            me = _find(participants, principal.sub)
+            if me is None:
+                raise Forbidden("not invited to this visit")
+            if me.state in (ParticipantState.DENIED, ParticipantState.REMOVED):
+                raise Forbidden(
+                    f"this participant was {me.state.value}", code=f"visit.{me.state.value}"
+                )
+            await self._replace_live(me.participant_id, sid)
+            if me.kind is ParticipantKind.CLINICIAN or me.state in KEPT_STATES:
+                target = ParticipantState.ADMITTED
+            else:
+                target = ParticipantState.WAITING
+            me = await self._move(me, target)
+            live = _Live(sid=sid, visit_id=visit_id, participant_id=me.participant_id)
+            self._by_sid[sid] = live
+            self._by_participant[me.participant_id] = live
+            participants = _replace(participants, me)
+            visit = await self._derive(visit, participants)
+            if me.state is ParticipantState.ADMITTED:
+                await self.channel.enter_room(sid, visit_room(visit_id))
+            if me.kind is ParticipantKind.CLINICIAN:
+                await self.channel.enter_room(sid, clinician_room(visit_id))
+            await self._record(visit_id, principal.sub, "joined", {"state": me.state.value})
+        await self._announce(visit, participants)
+        return JoinResult(
+            visit=visit,
+            participant=me,
+            roster=tuple(participants),
+            ice_servers=tuple(self._ice_servers(principal.sub)),
+        )
+
+    async def admit(self, principal: Principal, sid: str, participant_id: str) -> Participant:
+        """A clinician of the visit admits a waiting family member."""
+        return await self._decide(principal, sid, participant_id, ParticipantState.ADMITTED)
+
+    async def deny(self, principal: Principal, sid: str, participant_id: str) -> Participant:
+        """A clinician of the visit turns a waiting family member away."""
+        return await self._decide(principal, sid, participant_id, ParticipantState.DENIED)
+
+    async def remove(self, principal: Principal, sid: str, participant_id: str) -> Participant:
+        """A clinician removes a participant; their token for this visit is revoked."""
+        return await self._decide(principal, sid, participant_id, ParticipantState.REMOVED)
+
+    async def end(self, principal: Principal, sid: str) -> Visit:
+        """A clinician ends the visit for everyone."""
+        live = self._live(sid)
+        async with self._visit_lock(live.visit_id):
+            visit, participants = await self._load(live.visit_id)
+            self._require_clinician(principal, participants)
+            if visit.state is VisitState.ENDED:
+                return visit
+            check_visit_transition(visit.state, VisitState.ENDED)
+            ended = dataclasses.replace(
+                visit, state=VisitState.ENDED, ended_at=self._clock(), version=visit.version + 1
+            )
+            visit = await self._store.update_visit(ended, expected_version=ended.version - 1)
+            await self._record(visit.visit_id, principal.sub, "ended", {})
+        await self.channel.emit(
+            "visit.ended", {"visit_id": visit.visit_id}, visit_room(visit.visit_id)
+        )
+        for other in [lv for lv in self._by_participant.values() if lv.visit_id == visit.visit_id]:
+            await self._media.close_session(other.participant_id)
+            if other.sid != sid:
+                await self.channel.emit("visit.ended", {"visit_id": visit.visit_id}, other.sid)
+            await self._drop_live(other)
+            if other.sid == sid:
+                self.channel.disconnect_after_reply(sid)
+            else:
+                await self.channel.disconnect(other.sid)
+        return visit
+
+    async def start_media(self, principal: Principal, sid: str) -> MediaOffer:
+        """Open (or restart) this participant's peer connection; returns the server's offer."""
+        live = self._live(sid)
+        async with self._visit_lock(live.visit_id):
+            visit, participants = await self._load(live.visit_id)
+            me = _by_id(participants, live.participant_id)
+            if me.state not in MEDIA_STATES:
+                raise Forbidden("not admitted to this visit yet", code="visit.not_admitted")
+            offer = await self._media.open_session(visit.visit_id, me.participant_id, visit.codec)
+            if me.state is not ParticipantState.CONNECTED:
+                me = await self._move(me, ParticipantState.CONNECTED)
+                participants = _replace(participants, me)
+                visit = await self._derive(visit, participants)
+                await self._record(visit.visit_id, principal.sub, "media_started", {})
+        await self._announce(visit, participants)
+        return offer
+
+    async def answer_media(self, principal: Principal, sid: str, sdp: str) -> None:
+        """The participant's answer to the server's latest offer."""
+        live = self._live(sid)
+        await self._media.accept_answer(live.participant_id, sdp)
+
+    async def stats(self, principal: Principal, sid: str) -> dict[str, MediaStats]:
+        """Media stats of every participant with media, for the visit's clinicians."""
+        live = self._live(sid)
+        _, participants = await self._load(live.visit_id)
+        self._require_clinician(principal, participants)
+        found: dict[str, MediaStats] = {}
+        for participant in participants:
+            stats = await self._media.stats(participant.participant_id)
+            if stats is not None:
+                found[participant.participant_id] = stats
+        return found
+
+    async def disconnected(self, sid: str) -> None:
+        """A socket went away: its participant is kept for the grace window, then leaves."""
+        live = self._by_sid.pop(sid, None)
+        if live is None or self._by_participant.get(live.participant_id) is not live:
+            return
+        async with self._visit_lock(live.visit_id):
+            visit, participants = await self._load(live.visit_id)
+            me = _by_id(participants, live.participant_id)
+            if me.state in (ParticipantState.ADMITTED, ParticipantState.CONNECTED):
+                me = await self._move(me, ParticipantState.RECONNECTING)
+                participants = _replace(participants, me)
+                visit = await self._derive(visit, participants)
+        await self._announce(visit, participants)
+        loop = asyncio.get_running_loop()
+        live.grace = loop.call_later(self._grace, self._grace_over, live)
+
+    # -- media events (MediaListener) ------------------------------------------------------------
+
+    def media_offer(self, session_id: str, offer: MediaOffer) -> None:
+        """Deliver a renegotiation offer to the participant's socket."""
+        live = self._by_participant.get(session_id)
+        if live is not None and live.grace is None:
+            self._spawn(self.channel.emit("media.offer", offer_payload(offer), live.sid))
+
+    def media_tracks(self, session_id: str, tracks: tuple[TrackInfo, ...]) -> None:
+        """Tell the participant which publisher each of its m-lines now carries."""
+        live = self._by_participant.get(session_id)
+        if live is not None and live.grace is None:
+            payload = {"tracks": [dataclasses.asdict(t) for t in tracks]}
+            self._spawn(self.channel.emit("media.tracks", payload, live.sid))
+
+    def media_state(self, session_id: str, state: str) -> None:
+        """Pass the peer connection state to the participant's socket."""
+        live = self._by_participant.get(session_id)
+        if live is not None and live.grace is None:
+            self._spawn(self.channel.emit("media.state", {"state": state}, live.sid))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Cancel grace timers and pending work (shutdown); safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for live in list(self._by_participant.values()):
+            if live.grace is not None:
+                live.grace.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _check_scope(self, principal: Principal, visit_id: str) -> None:
+        if principal.role not in (Role.PARENT, Role.CLINICIAN):
+            raise Forbidden("this role cannot join visits")
+        if principal.visit_id is not None and principal.visit_id != visit_id:
+            raise Forbidden("the token is for another visit")
+        if principal.visit_id is None and principal.role is Role.PARENT:
+            raise Forbidden("a family member's token must name the visit")
+
+    def _live(self, sid: str) -> _Live:
+        live = self._by_sid.get(sid)
+        if live is None:
+            raise Conflict("join a visit first", code="visit.not_joined")
+        return live
+
+    @asynccontextmanager
+    async def _visit_lock(self, visit_id: str) -> AsyncIterator[None]:
+        entry = self._locks.get(visit_id)
+        if entry is None:
+            entry = self._locks[visit_id] = _LockEntry()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[visit_id]
+
+    async def _load(self, visit_id: str) -> tuple[Visit, list[Participant]]:
+        visit = await self._store.get(visit_id)
+        if visit is None:
+            raise NotFound("no such visit")
+        return visit, list(await self._store.participants(visit_id))
+
+    async def _move(self, participant: Participant, target: ParticipantState) -> Participant:
+        moved = transition_participant(participant, target, self._clock())
+        if moved is not participant:
+            await self._store.upsert_participant(moved)
+        return moved
+
+    async def _derive(self, visit: Visit, participants: Sequence[Participant]) -> Visit:
+        state = derive_visit_state(visit, participants)
+        if state is visit.state:
+            return visit
+        check_visit_transition(visit.state, state)
+        updated = dataclasses.replace(visit, state=state, version=visit.version + 1)
+        return await self._store.update_visit(updated, expected_version=visit.version)
+
+    async def _decide(
+        self, principal: Principal, sid: str, participant_id: str, target: ParticipantState
+    ) -> Participant:
+        live = self._live(sid)
+        async with self._visit_lock(live.visit_id):
+            visit, participants = await self._load(live.visit_id)
+            self._require_clinician(principal, participants)
+            them = _by_id(participants, participant_id)
+            if them.kind is ParticipantKind.CLINICIAN and target is not ParticipantState.REMOVED:
+                raise Conflict("clinicians are not admitted or denied")
+            them = await self._move(them, target)
+            participants = _replace(participants, them)
+            visit = await self._derive(visit, participants)
+            await self._record(
+                visit.visit_id, principal.sub, target.value, {"participant": participant_id}
+            )
+            if target is ParticipantState.REMOVED:
+                until = self._clock() + self._revoke_seconds
+                await self._revocations.revoke(
+                    subject_revocation_key(them.sub, visit.visit_id), until
+                )
+        their = self._by_participant.get(participant_id)
+        event = {
+            ParticipantState.ADMITTED: "visit.admitted",
+            ParticipantState.DENIED: "visit.denied",
+            ParticipantState.REMOVED: "visit.removed",
+        }[target]
+        if their is not None:
+            await self.channel.emit(event, {"visit_id": visit.visit_id}, their.sid)
+            if target is ParticipantState.ADMITTED:
+                await self.channel.enter_room(their.sid, visit_room(visit.visit_id))
+            else:
+                await self._media.close_session(participant_id)
+                await self._drop_live(their)
+                await self.channel.disconnect(their.sid)
+        elif target is ParticipantState.REMOVED:
+            await self._media.close_session(participant_id)
+        await self._announce(visit, participants)
+        return them
+
+    def _require_clinician(self, principal: Principal, participants: Sequence[Participant]) -> None:
+        me = _find(participants, principal.sub)
+        if me is None or me.kind is not ParticipantKind.CLINICIAN:
+            raise Forbidden("only the visit's clinicians may do this")
+
+    async def _replace_live(self, participant_id: str, sid: str) -> None:
+        """A second connection of the same participant replaces the first."""
+        old = self._by_participant.get(participant_id)
+        if old is None:
+            return
+        if old.grace is not None:
+            old.grace.cancel()
+            old.grace = None
+        if old.sid != sid and old.sid in self._by_sid:
+            await self.channel.emit("visit.replaced", {"reason": "joined elsewhere"}, old.sid)
+            await self._drop_live(old)
+            await self.channel.disconnect(old.sid)
+        else:
+            await self._drop_live(old)
+
+    async def _drop_live(self, live: _Live) -> None:
+        if live.grace is not None:
+            live.grace.cancel()
+            live.grace = None
+        self._by_sid.pop(live.sid, None)
+        if self._by_participant.get(live.participant_id) is live:
+            del self._by_participant[live.participant_id]
+
+    def _grace_over(self, live: _Live) -> None:
+        live.grace = None
+        if self._by_participant.get(live.participant_id) is live:
+            self._spawn(self._leave(live))
+
+    async def _leave(self, live: _Live) -> None:
+        if self._by_participant.get(live.participant_id) is not live:
+            return  # rejoined meanwhile
+        del self._by_participant[live.participant_id]
+        await self._media.close_session(live.participant_id)
+        async with self._visit_lock(live.visit_id):
+            visit, participants = await self._load(live.visit_id)
+            me = _by_id(participants, live.participant_id)
+            if me.state in (
+                ParticipantState.RECONNECTING,
+                ParticipantState.WAITING,
+                ParticipantState.ADMITTED,
+            ):
+                me = await self._move(me, ParticipantState.LEFT)
+                participants = _replace(participants, me)
+                if visit.state is not VisitState.ENDED:
+                    visit = await self._derive(visit, participants)
+                await self._record(visit.visit_id, me.sub, "left", {})
+        await self._announce(visit, participants)
+
+    async def _announce(self, visit: Visit, participants: Sequence[Participant]) -> None:
+        """Send the roster to the visit room and the waiting list to its clinicians."""
+        payload = roster_payload(visit, participants)
+        await self.channel.emit("visit.roster", payload, visit_room(visit.visit_id))
+        waiting = [p.participant_id for p in participants if p.state is ParticipantState.WAITING]
+        await self.channel.emit(
+            "visit.waiting_room", {"waiting": waiting}, clinician_room(visit.visit_id)
+        )
+
+    async def _record(self, visit_id: str, actor: str, action: str, detail: dict[str, Any]) -> None:
+        await self._audit.append(visit_id, actor, action, detail, at=self._clock())
+
+    def _spawn(self, work: Any) -> None:
+        if self._closed:
+            work.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._guard(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, work: Any) -> None:
+        try:
+            await work
+        except SignalingError as exc:
+            log.warning("visit background work failed: %s", exc.code)
+        except ConnectionError:
+            log.info("visit background work lost its connection")
+
+
+def roster_payload(visit: Visit, participants: Sequence[Participant]) -> dict[str, Any]:
+    """The roster clients render: opaque ids, kinds and states only."""
+    return {
+        "visit_id": visit.visit_id,
+        "state": visit.state.value,
+        "participants": [
+            {"participant_id": p.participant_id, "kind": p.kind.value, "state": p.state.value}
+            for p in participants
+        ],
+    }
+
+
+def offer_payload(offer: MediaOffer) -> dict[str, Any]:
+    """A media offer as sent to clients."""
+    return {
+        "sdp": offer.sdp,
+        "tracks": [dataclasses.asdict(t) for t in offer.tracks],
+        "publish": dict(offer.publish),
+    }
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_urlsafe(9)}"
+
+
+def _find(participants: Sequence[Participant], sub: str) -> Participant | None:
+    return next((p for p in participants if p.sub == sub), None)
+
+
+def _by_id(participants: Sequence[Participant], participant_id: str) -> Participant:
+    found = next((p for p in participants if p.participant_id == participant_id), None)
+    if found is None:
+        raise NotFound("no such participant in this visit")
+    return found
+
+
+def _replace(participants: list[Participant], changed: Participant) -> list[Participant]:
+    return [changed if p.participant_id == changed.participant_id else p for p in participants]

@@ -1,0 +1,165 @@
+"""Test helpers: a real Careline server on an ephemeral loopback port, a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from careline.server.app import create_app
+from careline.server.datadir import auth_secret
+from careline.server.settings import Settings, load_settings
+from careline.server.tokens import TokenIssuer
+from careline.signaling.identity import Role
+
+SECRET = "test-secret-" + "x" * 40
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a test: loopback, any port, the given data dir, no environment."""
+    values: dict[str, Any] = {
+        "server.host": "127.0.0.1",
+        "server.port": 0,
+        "server.data_dir": str(data_dir),
+        "auth.secret": SECRET,
+    }
+    values.update(overrides)
+    return load_settings(overrides=values, env={})
+
+
+def issue(settings: Settings, role: Role, sub: str, **claims: Any) -> str:
+    """A token signed with the settings' secret."""
+    issuer = TokenIssuer(
+        auth_secret(settings),
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        default_ttl=settings.auth.default_ttl_seconds,
+        max_ttl=settings.auth.max_ttl_seconds,
+    )
+    return issuer.issue(sub=sub, role=role, **claims).token
+
+
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    """A Careline app served on 127.0.0.1 at `url`."""
+
+    app: web.Application
+    settings: Settings
+    url: str
+
+    def token(self, role: Role, sub: str, **claims: Any) -> str:
+        """A valid token for this server."""
+        return issue(self.settings, role, sub, **claims)
+
+
+@asynccontextmanager
+async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    """Serve `create_app(settings)` on an ephemeral loopback port until the block ends."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield RunningServer(app=app, settings=settings, url=f"http://{host}:{port}")
+    finally:
+        await runner.cleanup()
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class RedisServer:
+    """A private redis-server on loopback."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@contextmanager
+def redis_server(appendonly: bool = False) -> Iterator[RedisServer]:
+    """Start a redis-server of our own on an ephemeral loopback port with a temp dir."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    directory = Path(tempfile.mkdtemp(prefix="careline-redis-"))
+    port = free_port()
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(directory),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--appendfsync",
+        "always",
+        "--logfile",
+        str(directory / "redis.log"),
+    ]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, process)
+        yield RedisServer(port=port, process=process, directory=directory)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start listening")
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def eventually(predicate: Any, within: float = 5.0, interval: float = 0.02) -> None:
+    """Wait until `predicate()` is true, or fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)

@@ -1,0 +1,1 @@
+"""Browser clients served by `careline serve` at `/` (package data only)."""
