@@ -26,8 +26,9 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 
-from careline.media.errors import BadSdp, NegotiationConflict
+from careline.media.errors import BadSdp, IncompatibleAiortc, NegotiationConflict
 from careline.media.publication import Publication
+from careline.media.rtp_writer import attach_rtp_writer
 from careline.media.seams import route_keyframe_requests
 from careline.media.subscriber_track import SubscriberTrack
 
@@ -86,8 +87,10 @@ class PeerSession:
         keyframe_interval: float,
         slot_capacity: int,
         transcode: bool = False,
+        fast_path: bool = True,
     ) -> None:
         self.session_id = session_id
+        self._fast_path = fast_path
         self.room_id = room_id
         self.video_codec = video_codec
         self._callbacks = callbacks
@@ -191,12 +194,21 @@ class PeerSession:
             self._prefer_codec(transceiver)
             if not self._transcode:  # the encoder honours PLI itself in the baseline mode
                 route_keyframe_requests(transceiver.sender, _keyframe_request(track))
+                self._attach_fast_path(transceiver.sender, track)
             free = Slot(publication.kind, transceiver, track)
             self.slots.append(free)
             self._negotiation.needed = True
         free.publication = publication
         publication.subscribe(free.track)
         return created
+
+    def _attach_fast_path(self, sender: RTCRtpSender, track: SubscriberTrack) -> None:
+        if not self._fast_path:
+            return
+        try:
+            attach_rtp_writer(sender, track.attach)
+        except IncompatibleAiortc as exc:
+            log.warning("session %s: %s; using aiortc's sender path", self.session_id, exc)
 
     def unsubscribe(self, publication: Publication) -> None:
         """Stop forwarding `publication` here; its slot becomes free for the next publisher."""

@@ -12,6 +12,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from careline.media.keyframes import KeyframeThrottle
+from careline.media.packetizer import Packetize, packetizer_for
 from careline.media.seams import tap_receiver
 from careline.media.subscriber_track import SubscriberTrack, make_frame
 
@@ -38,6 +39,7 @@ class Publication:
         self.session_id = session_id
         self.kind = kind
         self.codec: str | None = None
+        self._packetize: Packetize | None = None
         self._receiver = receiver
         self._subscribers: set[SubscriberTrack] = set()
         self._throttle = KeyframeThrottle(keyframe_interval, clock)
@@ -112,12 +114,14 @@ class Publication:
 
     def _on_frame(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
         name = codec.name.lower()
-        self.codec = name
+        if name != self.codec or self._packetize is None:
+            self.codec = name
+            self._packetize = packetizer_for(name)
         self.frames_in += 1
         self.bytes_in += len(data)
         if not self._subscribers:
             return
-        frame = make_frame(name, data, timestamp)
+        frame = make_frame(name, data, timestamp, self._packetize)
         for track in self._subscribers:
             track.push(frame)
 
