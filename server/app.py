@@ -14,6 +14,7 @@ from careline.media.ice import restrict_host_addresses
 from careline.server.app_keys import (
     AUTHENTICATOR,
     MEDIA,
+    MEDIA_ROUTER,
     METRICS,
     SETTINGS,
     SIO,
@@ -36,6 +37,7 @@ from careline.server.storage.factory import make_storage
 from careline.server.tokens import TokenIssuer
 from careline.server.turn import ice_servers
 from careline.signaling.errors import StoreUnavailable
+from careline.signaling.media_router import MediaRouter
 from careline.signaling.session_namespace import SessionNamespace
 from careline.signaling.socket_edge import EdgeNamespace
 from careline.signaling.visit_namespace import VisitNamespace
@@ -97,7 +99,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         ice_servers=lambda sub: ice_servers(settings.media, sub, clock()),
         clock=clock,
     )
-    gateway.bind(visits)
+    router = app[MEDIA_ROUTER] = MediaRouter(fallback=visits)
+    gateway.bind(router)
     sio.register_namespace(VisitNamespace(visits, authenticator, metrics, clock, grace))
     sio.attach(app, socketio_path="socket.io")
 

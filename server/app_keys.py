@@ -10,6 +10,7 @@ from careline.server.media_gateway import SfuGateway
 from careline.server.metrics import Metrics
 from careline.server.settings import Settings
 from careline.server.tokens import TokenIssuer
+from careline.signaling.media_router import MediaRouter
 from careline.signaling.stores import Storage
 from careline.signaling.visit_service import VisitService
 
@@ -20,4 +21,5 @@ AUTHENTICATOR = web.AppKey("authenticator", JwtAuthenticator)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 MEDIA = web.AppKey("media", SfuGateway)
+MEDIA_ROUTER = web.AppKey("media_router", MediaRouter)
 VISITS = web.AppKey("visits", VisitService)
