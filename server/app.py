@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
-import socketio
 from aiohttp import web
 
 from careline.media.ice import restrict_host_addresses
@@ -33,6 +32,7 @@ from careline.server.routes_tokens import routes as token_routes
 from careline.server.routes_visits import routes as visit_routes
 from careline.server.routes_web import add_web_routes
 from careline.server.settings import Settings
+from careline.server.socket_server import SocketServer
 from careline.server.storage.factory import make_storage
 from careline.server.tokens import TokenIssuer
 from careline.server.turn import ice_servers
@@ -76,13 +76,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         max_ttl=settings.auth.max_ttl_seconds,
         clock=clock,
     )
-    sio = app[SIO] = socketio.AsyncServer(
-        async_mode="aiohttp",
-        serializer="msgpack",
-        logger=False,
-        engineio_logger=False,
-        max_http_buffer_size=settings.server.max_body_bytes,
-    )
+    sio = app[SIO] = SocketServer(max_http_buffer_size=settings.server.max_body_bytes)
     grace = settings.auth.leeway_seconds
     sio.register_namespace(SessionNamespace(authenticator, metrics, clock, grace))
 
