@@ -31,3 +31,9 @@ class BlockingCallError(LoadtestError, RuntimeError):
     """A blocking function was called on a running event loop (use asyncio.to_thread)."""
 
     code = "loadtest.blocking_call"
+
+
+class BenchFailed(LoadtestError):
+    """A benchmark could not measure what it set out to (server down, no frames): one line."""
+
+    code = "loadtest.bench_failed"

@@ -18,6 +18,7 @@ from careline.server.app_keys import (
     SETTINGS,
     SIO,
     STORAGE,
+    THREADS,
     TOKENS,
     VISITS,
 )
@@ -28,10 +29,11 @@ from careline.server.http_edge import edge_middleware
 from careline.server.media_gateway import SfuGateway
 from careline.server.metrics import Metrics
 from careline.server.routes_health import routes as health_routes
+from careline.server.routes_threads import routes as thread_routes
 from careline.server.routes_tokens import routes as token_routes
 from careline.server.routes_visits import routes as visit_routes
 from careline.server.routes_web import add_web_routes
-from careline.server.settings import Settings
+from careline.server.settings import Settings, ThreadSettings
 from careline.server.socket_server import SocketServer
 from careline.server.storage.factory import make_storage
 from careline.server.tokens import TokenIssuer
@@ -40,6 +42,8 @@ from careline.signaling.errors import StoreUnavailable
 from careline.signaling.media_router import MediaRouter
 from careline.signaling.session_namespace import SessionNamespace
 from careline.signaling.socket_edge import EdgeNamespace
+from careline.signaling.thread_namespace import ThreadNamespace
+from careline.signaling.thread_service import ThreadLimits, ThreadService
 from careline.signaling.visit_namespace import VisitNamespace
 from careline.signaling.visit_service import VisitService
 
@@ -92,19 +96,31 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         revoke_seconds=settings.auth.max_ttl_seconds,
         ice_servers=lambda sub: ice_servers(settings.media, sub, clock()),
         clock=clock,
+        max_participants=settings.visits.max_participants,
     )
     router = app[MEDIA_ROUTER] = MediaRouter(fallback=visits)
     gateway.bind(router)
     sio.register_namespace(VisitNamespace(visits, authenticator, metrics, clock, grace))
+    threads = app[THREADS] = ThreadService(
+        storage.threads,
+        storage.blobs,
+        storage.audit,
+        thread_limits(settings.threads),
+        clock=clock,
+        observer=metrics,
+    )
+    sio.register_namespace(ThreadNamespace(threads, authenticator, metrics, clock, grace))
     sio.attach(app, socketio_path="socket.io")
 
     app.router.add_routes(health_routes)
     app.router.add_routes(token_routes)
     app.router.add_routes(visit_routes)
+    app.router.add_routes(thread_routes)
     add_web_routes(app)
 
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_media_ctx)
+    app.cleanup_ctx.append(_threads_ctx)
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -132,6 +148,32 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[VISITS].close()
         await app[MEDIA].close()
+
+
+async def _threads_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The retention task runs while the store is open and stops before it closes."""
+    app[THREADS].start()
+    try:
+        yield
+    finally:
+        await app[THREADS].close()
+
+
+def thread_limits(settings: ThreadSettings) -> ThreadLimits:
+    """The service's limits from the `[threads]` settings."""
+    return ThreadLimits(
+        max_text_bytes=settings.max_text_bytes,
+        max_attachment_bytes=settings.max_attachment_bytes,
+        max_attachments=settings.max_attachments_per_message,
+        reopen_window_seconds=settings.reopen_window_seconds,
+        retention_seconds=settings.retention_days * 86_400 if settings.retention_days else None,
+        orphan_attachment_seconds=settings.orphan_attachment_seconds,
+        purge_interval_seconds=settings.purge_interval_seconds,
+        send_rate_per_second=settings.send_rate_per_second,
+        send_burst=settings.send_burst,
+        typing_rate_per_second=settings.typing_rate_per_second,
+        typing_burst=settings.typing_burst,
+    )
 
 
 async def _close_sockets(app: web.Application) -> None:

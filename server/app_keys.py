@@ -12,6 +12,7 @@ from careline.server.settings import Settings
 from careline.server.tokens import TokenIssuer
 from careline.signaling.media_router import MediaRouter
 from careline.signaling.stores import Storage
+from careline.signaling.thread_service import ThreadService
 from careline.signaling.visit_service import VisitService
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -23,3 +24,4 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 MEDIA = web.AppKey("media", SfuGateway)
 MEDIA_ROUTER = web.AppKey("media_router", MediaRouter)
 VISITS = web.AppKey("visits", VisitService)
+THREADS = web.AppKey("threads", ThreadService)

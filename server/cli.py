@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from careline.server import __version__
+from careline.server.bench_chat import add_chat_parser
 from careline.server.datadir import auth_secret
 from careline.server.errors import ServerError
 from careline.server.logging_setup import configure_logging
@@ -43,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     scope.add_argument("--visit", help="scope the token to one visit id")
     scope.add_argument("--thread", help="scope the token to one thread id")
     issue.add_argument("--ttl", type=int, help="lifetime in seconds (auth.default_ttl_seconds)")
+
+    bench = commands.add_parser("bench", help="benchmarks (measurements, never timed tests)")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    add_chat_parser(bench_commands)
     return parser
 
 
@@ -104,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "bench":
+            return int(args.run_bench(args))
         return _issue(args)
     except ServerError as exc:
         print(f"careline: {exc}", file=sys.stderr)

@@ -19,7 +19,9 @@ from careline.signaling.errors import (
     RateLimited,
     SignalingError,
     StoreUnavailable,
+    TooLarge,
     UnknownEvent,
+    UnsupportedMedia,
 )
 from careline.signaling.identity import Principal
 
@@ -33,6 +35,8 @@ _STATUS: dict[type[SignalingError], int] = {
     NotFound: 404,
     Conflict: 409,
     RateLimited: 429,
+    TooLarge: 413,
+    UnsupportedMedia: 415,
     StoreUnavailable: 503,
 }
 _HTTP_CODES = {

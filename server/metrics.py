@@ -56,6 +56,26 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.thread_entries = Counter(
+            "careline_thread_entries",
+            "Thread timeline entries by kind (message, system, edit, delete) and outcome "
+            "(stored, duplicate)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.thread_store_seconds = Histogram(
+            "careline_thread_store_seconds",
+            "Time from a thread write to its durable acknowledgement by the store",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.thread_purged = Counter(
+            "careline_thread_purged",
+            "Threads and attachments removed by the retention purge",
+            ["what"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
@@ -76,3 +96,14 @@ class Metrics:
     def handled(self, event: str, outcome: str) -> None:
         """Count a handled event."""
         self.events.labels(event, outcome).inc()
+
+    # ThreadObserver
+    def message_stored(self, kind: str, duplicate: bool, seconds: float) -> None:
+        """Count a stored (or deduplicated) timeline entry and its store latency."""
+        self.thread_entries.labels(kind, "duplicate" if duplicate else "stored").inc()
+        self.thread_store_seconds.observe(seconds)
+
+    def purged(self, threads: int, attachments: int) -> None:
+        """Count what the retention purge removed."""
+        self.thread_purged.labels("threads").inc(threads)
+        self.thread_purged.labels("attachments").inc(attachments)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from careline.server.errors import SettingsError
+from careline.signaling.visit_schemas import MAX_INVITEES
 
 ENV_PREFIX = "CARELINE_"
 #: Names the config file; not a setting itself.
@@ -82,6 +83,27 @@ class VisitSettings(_Section, frozen=True):
     default_codec: Literal["vp8", "h264"] = "vp8"
     reconnect_grace_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 60.0
     link_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86_400)] = 24 * 3600
+    #: Most invitees a visit may be created with (a creating clinician joins on top).
+    max_participants: Annotated[int, msgspec.Meta(ge=1, le=MAX_INVITEES)] = 8
+
+
+class ThreadSettings(_Section, frozen=True):
+    """Message visits: sizes, the reopen window, retention and per-sender rate limits."""
+
+    max_text_bytes: Annotated[int, msgspec.Meta(ge=1, le=1024 * 1024)] = 8192
+    max_attachment_bytes: Annotated[int, msgspec.Meta(ge=1, le=100 * 1024 * 1024)] = (
+        10 * 1024 * 1024
+    )
+    max_attachments_per_message: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    reopen_window_seconds: Annotated[float, msgspec.Meta(ge=0, le=365 * 86_400)] = 7 * 86_400.0
+    #: Closed threads are purged whole this many days after closing; 0 keeps them forever.
+    retention_days: Annotated[float, msgspec.Meta(ge=0, le=36_500)] = 0.0
+    purge_interval_seconds: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 3600.0
+    orphan_attachment_seconds: Annotated[float, msgspec.Meta(ge=60, le=30 * 86_400)] = 86_400.0
+    send_rate_per_second: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 5.0
+    send_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20
+    typing_rate_per_second: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 1.0
+    typing_burst: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
 
 
 class Settings(_Section, frozen=True):
@@ -92,6 +114,7 @@ class Settings(_Section, frozen=True):
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     media: MediaSettings = msgspec.field(default_factory=MediaSettings)
     visits: VisitSettings = msgspec.field(default_factory=VisitSettings)
+    threads: ThreadSettings = msgspec.field(default_factory=ThreadSettings)
 
     @property
     def data_path(self) -> Path:
@@ -111,6 +134,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "store": StoreSettings,
     "media": MediaSettings,
     "visits": VisitSettings,
+    "threads": ThreadSettings,
 }
 _PATH_RE = re.compile(r"- at `\$\.([\w.]+)`")
 _UNKNOWN_RE = re.compile(r"unknown field `(\w+)`")

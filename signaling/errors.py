@@ -61,6 +61,18 @@ class RateLimited(SignalingError):
     code = "rate_limited"
 
 
+class TooLarge(SignalingError):
+    """A text or file is larger than the deployment allows."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMedia(SignalingError):
+    """A file's content is not of a type the server accepts (judged by its bytes, not its name)."""
+
+    code = "unsupported_media_type"
+
+
 class MediaRefused(SignalingError):
     """The media plane refused the request; `code` is its own (media.bad_sdp, ...)."""
 

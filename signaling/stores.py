@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from careline.signaling.thread_store import BlobStore, ThreadStore
 from careline.signaling.visit_store import VisitStore
 
 #: Values allowed in an audit record's detail: opaque ids, counters and flags only.
@@ -71,6 +72,12 @@ class Storage(Protocol):
 
     @property
     def visits(self) -> VisitStore: ...
+
+    @property
+    def threads(self) -> ThreadStore: ...
+
+    @property
+    def blobs(self) -> BlobStore: ...
 
     async def open(self) -> None:
         """Connect and prepare (migrations); raises StoreUnavailable if the backend is unusable."""

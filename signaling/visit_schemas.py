@@ -11,6 +11,8 @@ from careline.signaling.schemas import IceServerInfo, OpaqueId, Schema
 #: Session descriptions are bounded before anything parses them.
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=64 * 1024)]
 Kind = Literal["parent", "second_parent", "interpreter", "clinician"]
+#: Hard cap on invitees per visit; `[visits] max_participants` (at most this) is the real limit.
+MAX_INVITEES = 256
 
 
 class InviteRequest(Schema, frozen=True):
@@ -23,7 +25,9 @@ class InviteRequest(Schema, frozen=True):
 class CreateVisitRequest(Schema, frozen=True):
     """`POST /api/visits`."""
 
-    participants: Annotated[list[InviteRequest], msgspec.Meta(min_length=1, max_length=8)]
+    participants: Annotated[
+        list[InviteRequest], msgspec.Meta(min_length=1, max_length=MAX_INVITEES)
+    ]
     codec: Literal["vp8", "h264"] | None = None
 
 

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from careline.signaling.errors import Conflict, Forbidden, NotFound, SignalingError
+from careline.signaling.errors import Conflict, Forbidden, InvalidPayload, NotFound, SignalingError
 from careline.signaling.identity import Principal, Role, subject_revocation_key
 from careline.signaling.media_gateway import (
     MediaGateway,
@@ -126,8 +126,10 @@ class VisitService:
         revoke_seconds: float,
         ice_servers: Callable[[str], Sequence[IceServerInfo]],
         clock: Callable[[], float] = time.time,
+        max_participants: int = 8,
     ) -> None:
         self._store = store
+        self._max_participants = max_participants
         self._audit = audit
         self._revocations = revocations
         self._media = media
@@ -160,6 +162,11 @@ class VisitService:
         """A clinician (who joins it) or an admin schedules a visit with its invitees."""
         if principal.role not in (Role.CLINICIAN, Role.ADMIN):
             raise Forbidden("only clinicians and admins create visits")
+        if len(invites) > self._max_participants:
+            raise InvalidPayload(
+                f"a visit may invite at most {self._max_participants} participants",
+                code="visit.too_many_participants",
+            )
         now = self._clock()
         visit = Visit(
             visit_id=_new_id("v"),

@@ -11,4 +11,4 @@ def make_storage(settings: Settings) -> SqliteStorage | RedisStorage:
     """The backend named by `store.backend`, not yet opened (no I/O happens here)."""
     if settings.store.backend == "redis":
         return RedisStorage(settings.store.redis_url, settings.store.redis_prefix)
-    return SqliteStorage(settings.sqlite_path)
+    return SqliteStorage(settings.sqlite_path, blob_dir=settings.data_path / "attachments")

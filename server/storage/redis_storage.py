@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 from careline.server.storage.redis_audit import RedisAuditStore
+from careline.server.storage.redis_blobs import RedisBlobStore
 from careline.server.storage.redis_errors import redis_unavailable
 from careline.server.storage.redis_revocations import RedisRevocationStore
+from careline.server.storage.redis_threads import RedisThreadStore
 from careline.server.storage.redis_visits import RedisVisitStore
+
+log = logging.getLogger(__name__)
 
 
 class RedisStorage:
@@ -27,7 +34,10 @@ class RedisStorage:
         self._audit = RedisAuditStore(self._client, prefix)
         self._revocations = RedisRevocationStore(self._client, prefix)
         self._visits = RedisVisitStore(self._client, prefix)
+        self._threads = RedisThreadStore(self._client, prefix)
+        self._blobs = RedisBlobStore(self._client, prefix)
         self._closed = False
+        self.aof_always: bool | None = None
 
     @property
     def client(self) -> aioredis.Redis:
@@ -46,9 +56,42 @@ class RedisStorage:
     def visits(self) -> RedisVisitStore:
         return self._visits
 
+    @property
+    def threads(self) -> RedisThreadStore:
+        return self._threads
+
+    @property
+    def blobs(self) -> RedisBlobStore:
+        return self._blobs
+
     async def open(self) -> None:
-        """Check that Redis answers; raises StoreUnavailable otherwise."""
+        """Check that Redis answers (StoreUnavailable otherwise) and how durable its writes are."""
         await self.ping()
+        await self._check_durability()
+
+    async def _check_durability(self) -> None:
+        """Warn unless every write is fsynced to the AOF before Redis answers it.
+
+        Only then is a message acknowledged after a Redis reply durable (appendonly yes,
+        appendfsync always). CONFIG may be disabled on managed Redis: then nothing is known.
+        """
+        try:
+            async with redis_unavailable():
+                found = await self._client.config_get("append*")
+        except ResponseError:
+            log.warning("cannot read the Redis AOF settings; durability is unknown")
+            return
+        values = {_text(k): _text(v) for k, v in found.items()}
+        self.aof_always = (
+            values.get("appendonly") == "yes" and values.get("appendfsync") == "always"
+        )
+        if not self.aof_always:
+            log.warning(
+                "Redis runs with appendonly=%s appendfsync=%s: acknowledged messages may be lost "
+                "in a crash (set appendonly yes and appendfsync always)",
+                values.get("appendonly"),
+                values.get("appendfsync"),
+            )
 
     async def ping(self) -> None:
         async with redis_unavailable():
@@ -59,3 +102,7 @@ class RedisStorage:
             return
         self._closed = True
         await self._client.aclose()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

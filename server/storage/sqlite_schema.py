@@ -44,4 +44,61 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (visit_id, sub)
     ) WITHOUT ROWID;
     """,
+    # 3: message-visit threads, their timelines, read horizons and attachments (Step 3).
+    """
+    CREATE TABLE threads (
+        thread_id TEXT PRIMARY KEY,
+        family_sub TEXT NOT NULL,
+        patient_ref TEXT NOT NULL,
+        state TEXT NOT NULL,
+        assigned_to TEXT,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        closed_at REAL,
+        last_seq INTEGER NOT NULL,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX threads_by_family ON threads (family_sub, updated_at);
+    CREATE INDEX threads_by_assignee ON threads (assigned_to, updated_at);
+    CREATE INDEX threads_by_state ON threads (state, updated_at);
+    CREATE INDEX threads_closed ON threads (closed_at) WHERE state = 'closed';
+    CREATE TABLE thread_messages (
+        thread_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        client_msg_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        sender_role TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        text TEXT,
+        attachments BLOB NOT NULL,
+        event TEXT,
+        subject TEXT,
+        target_seq INTEGER,
+        version INTEGER NOT NULL,
+        edited_at REAL,
+        deleted INTEGER NOT NULL,
+        PRIMARY KEY (thread_id, seq),
+        UNIQUE (thread_id, client_msg_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE thread_reads (
+        thread_id TEXT NOT NULL,
+        sub TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (thread_id, sub)
+    ) WITHOUT ROWID;
+    CREATE TABLE thread_attachments (
+        thread_id TEXT NOT NULL,
+        attachment_id TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        uploader TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        seq INTEGER,
+        PRIMARY KEY (thread_id, attachment_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX thread_attachments_unsent ON thread_attachments (created_at) WHERE seq IS NULL;
+    """,
 )

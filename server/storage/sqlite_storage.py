@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from careline.server.storage.file_blobs import FileBlobStore
 from careline.server.storage.sqlite_audit import SqliteAuditStore
 from careline.server.storage.sqlite_database import SqliteDatabase
 from careline.server.storage.sqlite_revocations import SqliteRevocationStore
 from careline.server.storage.sqlite_schema import MIGRATIONS
+from careline.server.storage.sqlite_threads import SqliteThreadStore
 from careline.server.storage.sqlite_visits import SqliteVisitStore
 from careline.signaling.errors import StoreUnavailable
 
@@ -18,8 +20,10 @@ class SqliteStorage:
 
     backend = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, blob_dir: Path | None = None) -> None:
         self._db = SqliteDatabase(path, MIGRATIONS)
+        self._threads = SqliteThreadStore(self._db)
+        self._blobs = FileBlobStore(blob_dir if blob_dir is not None else path.parent / "blobs")
         self._audit = SqliteAuditStore(self._db)
         self._revocations = SqliteRevocationStore(self._db)
         self._visits = SqliteVisitStore(self._db)
@@ -41,10 +45,20 @@ class SqliteStorage:
     def visits(self) -> SqliteVisitStore:
         return self._visits
 
+    @property
+    def threads(self) -> SqliteThreadStore:
+        return self._threads
+
+    @property
+    def blobs(self) -> FileBlobStore:
+        """Attachment bytes as files (default: a `blobs` folder beside the database)."""
+        return self._blobs
+
     async def open(self) -> None:
         """Open the file and apply migrations; raises StoreUnavailable on failure."""
         try:
             await self._db.open()
+            await self._blobs.open()
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite database: {exc}") from None
 
@@ -60,4 +74,5 @@ class SqliteStorage:
             raise StoreUnavailable(f"SQLite is not answering: {exc.__class__.__name__}") from None
 
     async def close(self) -> None:
+        await self._blobs.close()
         await self._db.close()
