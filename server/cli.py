@@ -13,6 +13,7 @@ from typing import Any
 
 from careline.server import __version__
 from careline.server.bench_chat import add_chat_parser
+from careline.server.bench_sfu_command import add_sfu_parser
 from careline.server.datadir import auth_secret
 from careline.server.errors import ServerError
 from careline.server.logging_setup import configure_logging
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks (measurements, never timed tests)")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     add_chat_parser(bench_commands)
+    add_sfu_parser(bench_commands)
     return parser
 
 
