@@ -131,8 +131,24 @@ class VisitClient:
 
     async def start_media(self) -> None:
         """`media.start`: build a peer connection and answer the server's offer."""
+        await self._answer(await self.open_media("media.start"))
+
+    async def restart_media(self) -> None:
+        """`media.restart`: a new peer connection and a new offer (aiortc has no ICE restart)."""
+        await self._answer(await self.open_media("media.restart"))
+
+    async def open_media(self, event: str = "media.start") -> dict[str, Any]:
+        """Close any peer connection, build a new one and return the server's offer (unanswered).
+
+        `start_media` answers it at once; tests use `make_answer` to answer it themselves.
+        """
         if self.pc is not None:
             await self.pc.close()
+        # aiortc's senders stop their track when they stop: a new connection needs new tracks.
+        if self.video_track is not None and self.video_track.readyState == "ended":
+            self.video_track = ClipTrack(self.video_track.clip)
+        if self.audio_track is not None and self.audio_track.readyState == "ended":
+            self.audio_track = ClipTrack(self.audio_track.clip)
         self.pc = RTCPeerConnection(loopback_configuration())
         self._published.clear()
         pc = self.pc
@@ -143,29 +159,40 @@ class VisitClient:
             tap_receiver(receiver, self.frames.on_frame_for(str(mid)))
 
         pc.on("track", on_track)
-        offer = await self.call("media.start")
-        await self._answer(offer)
+        offer: dict[str, Any] = await self.call(event)
+        return offer
+
+    async def make_answer(self, offer: dict[str, Any]) -> str:
+        """Apply a server offer, publish on the m-lines it names, and return the answer (unsent)."""
+        async with self._negotiation:
+            return await self._make_answer(offer)
+
+    async def _make_answer(self, offer: dict[str, Any]) -> str:
+        pc = self.pc
+        if pc is None:
+            raise RuntimeError("no peer connection: call open_media first")
+        self._set_tracks(offer["tracks"])
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        publish: dict[str, str] = offer["publish"]
+        for kind, track in (("video", self.video_track), ("audio", self.audio_track)):
+            mid = publish.get(kind)
+            if track is None or mid is None or mid in self._published:
+                continue
+            transceiver = next(t for t in pc.getTransceivers() if t.mid == mid)
+            transceiver.direction = "sendonly"
+            transceiver.sender.replaceTrack(track)
+            attach_keyframe_requests(transceiver.sender, track)
+            self._published.add(mid)
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        return str(pc.localDescription.sdp)
 
     async def _answer(self, offer: dict[str, Any]) -> None:
         async with self._negotiation:
-            pc = self.pc
-            if pc is None:
+            if self.pc is None:
                 return
-            self._set_tracks(offer["tracks"])
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-            publish: dict[str, str] = offer["publish"]
-            for kind, track in (("video", self.video_track), ("audio", self.audio_track)):
-                mid = publish.get(kind)
-                if track is None or mid is None or mid in self._published:
-                    continue
-                transceiver = next(t for t in pc.getTransceivers() if t.mid == mid)
-                transceiver.direction = "sendonly"
-                transceiver.sender.replaceTrack(track)
-                attach_keyframe_requests(transceiver.sender, track)
-                self._published.add(mid)
-            answer = await pc.createAnswer()
-            await pc.setLocalDescription(answer)
-            await self.call("media.answer", {"sdp": pc.localDescription.sdp})
+            sdp = await self._make_answer(offer)
+            await self.call("media.answer", {"sdp": sdp})
 
     def _on_offer(self, data: dict[str, Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._answer(data))
@@ -188,10 +215,12 @@ class VisitClient:
         """The m-line that carries `publisher`'s track of `kind`."""
         return next((m for m, (p, k) in self.tracks.items() if p == publisher and k == kind), None)
 
-    async def frames_from(self, publisher: str, count: int, within: float = 10.0) -> str:
-        """Wait until `count` frames of `publisher`'s video arrived; returns the m-line."""
+    async def frames_from(
+        self, publisher: str, count: int, within: float = 10.0, kind: str = "video"
+    ) -> str:
+        """Wait until `count` frames of `publisher`'s `kind` track arrived; returns the m-line."""
         async with asyncio.timeout(within):
-            while (mid := self.mid_of(publisher)) is None:
+            while (mid := self.mid_of(publisher, kind)) is None:
                 self._changed.clear()
                 await self._changed.wait()
             await self.frames.wait_for(mid, count)

@@ -26,6 +26,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 
+from careline.media.answer_check import allowed_codecs, check_answer
 from careline.media.errors import BadSdp, IncompatibleAiortc, NegotiationConflict
 from careline.media.publication import Publication
 from careline.media.rtp_writer import attach_rtp_writer
@@ -152,6 +153,8 @@ class PeerSession:
         async with self._negotiation.lock:
             if not self._negotiation.pending_offer or self._pc.signalingState != "have-local-offer":
                 raise NegotiationConflict("no offer is waiting for an answer")
+            # Checked whole first: aiortc would apply a refused answer's first m-lines.
+            check_answer(self._pc.localDescription.sdp, sdp, self.video_codec)
             try:
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -166,14 +169,7 @@ class PeerSession:
             self._callbacks.on_negotiation_needed(self)
 
     def _prefer_codec(self, transceiver: RTCRtpTransceiver) -> None:
-        kind = transceiver.kind
-        wanted = "audio/opus" if kind == "audio" else f"video/{self.video_codec}"
-        capabilities = RTCRtpSender.getCapabilities(kind)
-        chosen = [c for c in capabilities.codecs if c.mimeType.lower() == wanted]
-        rtx = [c for c in capabilities.codecs if c.mimeType.lower() == f"{kind}/rtx"]
-        if kind == "video" and self.video_codec == "h264":
-            chosen = [c for c in chosen if c.parameters.get("packetization-mode") == "1"] or chosen
-        transceiver.setCodecPreferences(chosen + rtx)
+        transceiver.setCodecPreferences(allowed_codecs(transceiver.kind, self.video_codec))
 
     # -- subscriptions -----------------------------------------------------------------------
 

@@ -25,10 +25,13 @@ from careline.server.app_keys import (
 from careline.server.auth import JwtAuthenticator
 from careline.server.datadir import auth_secret, prepare_data_dir, public_key
 from careline.server.errors import StartupError
+from careline.server.hotline_wiring import add_hotline, hotline_ctx
 from careline.server.http_edge import edge_middleware
 from careline.server.media_gateway import SfuGateway
+from careline.server.media_metrics import MediaCollector
 from careline.server.metrics import Metrics
 from careline.server.routes_health import routes as health_routes
+from careline.server.routes_hotline import routes as hotline_routes
 from careline.server.routes_threads import routes as thread_routes
 from careline.server.routes_tokens import routes as token_routes
 from careline.server.routes_visits import routes as visit_routes
@@ -97,7 +100,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         ice_servers=lambda sub: ice_servers(settings.media, sub, clock()),
         clock=clock,
         max_participants=settings.visits.max_participants,
+        quality_interval=settings.visits.quality_interval_seconds,
     )
+    metrics.registry.register(MediaCollector(gateway, visits))
     router = app[MEDIA_ROUTER] = MediaRouter(fallback=visits)
     gateway.bind(router)
     sio.register_namespace(VisitNamespace(visits, authenticator, metrics, clock, grace))
@@ -110,17 +115,31 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         observer=metrics,
     )
     sio.register_namespace(ThreadNamespace(threads, authenticator, metrics, clock, grace))
+    add_hotline(
+        app,
+        sio,
+        settings=settings,
+        storage=storage,
+        gateway=gateway,
+        router=router,
+        authenticator=authenticator,
+        metrics=metrics,
+        clock=clock,
+        grace=grace,
+    )
     sio.attach(app, socketio_path="socket.io")
 
     app.router.add_routes(health_routes)
     app.router.add_routes(token_routes)
     app.router.add_routes(visit_routes)
     app.router.add_routes(thread_routes)
+    app.router.add_routes(hotline_routes)
     add_web_routes(app)
 
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(_threads_ctx)
+    app.cleanup_ctx.append(hotline_ctx)
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -142,7 +161,12 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Peer connections and visit timers end before the store closes."""
+    """Visits and media live within the store's lifetime.
+
+    The visit quality loop starts once the store is open; it, the visit timers and every peer
+    connection end before the store closes.
+    """
+    app[VISITS].start()
     try:
         yield
     finally:

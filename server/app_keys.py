@@ -10,6 +10,8 @@ from careline.server.media_gateway import SfuGateway
 from careline.server.metrics import Metrics
 from careline.server.settings import Settings
 from careline.server.tokens import TokenIssuer
+from careline.signaling.hotline_service import HotlineService
+from careline.signaling.kiosk_registry import KioskRegistry
 from careline.signaling.media_router import MediaRouter
 from careline.signaling.stores import Storage
 from careline.signaling.thread_service import ThreadService
@@ -25,3 +27,5 @@ MEDIA = web.AppKey("media", SfuGateway)
 MEDIA_ROUTER = web.AppKey("media_router", MediaRouter)
 VISITS = web.AppKey("visits", VisitService)
 THREADS = web.AppKey("threads", ThreadService)
+HOTLINE = web.AppKey("hotline", HotlineService)
+KIOSKS = web.AppKey("kiosks", KioskRegistry)

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from careline.server import __version__
 from careline.server.bench_chat import add_chat_parser
+from careline.server.bench_hotline_command import add_hotline_parser
 from careline.server.bench_sfu_command import add_sfu_parser
 from careline.server.datadir import auth_secret
 from careline.server.errors import ServerError
 from careline.server.logging_setup import configure_logging
 from careline.server.settings import Settings, load_settings
 from careline.server.tokens import TokenIssuer
-from careline.signaling.identity import Role
+from careline.signaling.identity import ORDER_TOKEN_KIND, Role
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,17 +41,29 @@ def _parser() -> argparse.ArgumentParser:
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     issue = token_commands.add_parser("issue", help="print a signed access token")
     _common(issue)
-    issue.add_argument("--role", required=True, choices=[r.value for r in Role])
+    issue.add_argument(
+        "--role",
+        required=True,
+        choices=[*(r.value for r in Role), ORDER_TOKEN_KIND],
+        help=f"a role, or {ORDER_TOKEN_KIND!r} for an order QR token (--sub is the order id)",
+    )
     issue.add_argument("--sub", required=True, help="opaque subject id (never a name)")
     scope = issue.add_mutually_exclusive_group()
     scope.add_argument("--visit", help="scope the token to one visit id")
     scope.add_argument("--thread", help="scope the token to one thread id")
     issue.add_argument("--ttl", type=int, help="lifetime in seconds (auth.default_ttl_seconds)")
+    issue.add_argument(
+        "--skill",
+        action="append",
+        default=[],
+        help="order tokens only: a skill the call needs, e.g. lang:es (repeatable)",
+    )
 
     bench = commands.add_parser("bench", help="benchmarks (measurements, never timed tests)")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     add_chat_parser(bench_commands)
     add_sfu_parser(bench_commands)
+    add_hotline_parser(bench_commands)
     return parser
 
 
@@ -74,6 +88,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _issue(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.role == ORDER_TOKEN_KIND:
+        return _issue_order(args, settings)
+    if args.skill:
+        print("careline: --skill is only for --role order", file=sys.stderr)
+        return 2
     issuer = TokenIssuer(
         auth_secret(settings),
         issuer=settings.auth.issuer,
@@ -89,6 +108,23 @@ def _issue(args: argparse.Namespace) -> int:
             thread_id=args.thread,
             ttl=args.ttl,
         )
+    except ValueError as exc:
+        print(f"careline: {exc}", file=sys.stderr)
+        return 2
+    print(issued.token)
+    return 0
+
+
+def _issue_order(args: argparse.Namespace, settings: Settings) -> int:
+    """An order token signed with the order key (what the pharmacy system prints as a QR)."""
+    from careline.server.hotline_wiring import order_tokens
+
+    if args.visit or args.thread:
+        print("careline: order tokens have no visit or thread scope", file=sys.stderr)
+        return 2
+    ttl = settings.auth.default_ttl_seconds if args.ttl is None else args.ttl
+    try:
+        issued = order_tokens(settings, time.time).issue(args.sub, ttl, args.skill)
     except ValueError as exc:
         print(f"careline: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from careline.server.errors import StartupError
 from careline.server.settings import Settings
 
 SECRET_FILE = "auth-secret"  # noqa: S105 - a file name, not a secret
+ORDER_SECRET_FILE = "order-secret"  # noqa: S105 - a file name, not a secret
 _MIN_SECRET_LEN = 32
 
 
@@ -34,6 +35,19 @@ def auth_secret(settings: Settings) -> str:
     if settings.auth.secret:
         return settings.auth.secret
     path = settings.data_path / SECRET_FILE
+    try:
+        return _read_or_create(path)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot read or create {path}: {exc.strerror or exc.__class__.__name__}"
+        ) from None
+
+
+def order_secret(settings: Settings) -> str:
+    """The HS256 key of order tokens: configured, else generated once in the data dir."""
+    if settings.hotline.order_secret:
+        return settings.hotline.order_secret
+    path = settings.data_path / ORDER_SECRET_FILE
     try:
         return _read_or_create(path)
     except OSError as exc:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from careline.media.errors import MediaError
+from careline.media.peer_session import PeerSession
 from careline.media.sfu import IceServer, Offer, Sfu, SfuConfig, TrackMap
 from careline.server.settings import MediaSettings
 from careline.signaling.errors import MediaRefused
@@ -17,6 +20,39 @@ from careline.signaling.media_gateway import MediaListener, MediaOffer, MediaSta
 class _Sample:
     at: float
     bytes_in: int
+
+
+@dataclass(slots=True)
+class _Counts:
+    frames_in: int = 0
+    frames_forwarded: int = 0
+    frames_dropped: int = 0
+    keyframe_requests: int = 0
+
+    def add(self, session: PeerSession) -> None:
+        for publication in session.publications.values():
+            self.frames_in += publication.frames_in
+            self.keyframe_requests += publication.keyframes_requested
+        for slot in session.slots:
+            self.frames_forwarded += slot.track.stats.forwarded
+            self.frames_dropped += slot.track.stats.dropped
+
+
+@dataclass(frozen=True, slots=True)
+class MediaTotals:
+    """Aggregate media counters of this process for /metrics: no ids, bounded label values.
+
+    The frame counters only grow: sessions that closed are folded into them when they close.
+    """
+
+    #: open peer connections by aiortc connection state (new, connecting, connected, ...)
+    peer_connections: Mapping[str, int]
+    #: inbound tracks being forwarded, by kind (audio, video)
+    published_tracks: Mapping[str, int]
+    frames_received: int
+    frames_forwarded: int
+    frames_dropped: int
+    keyframe_requests: int
 
 
 class SfuGateway:
@@ -38,6 +74,8 @@ class SfuGateway:
         self._listener = listener
         self._clock = clock
         self._samples: dict[str, _Sample] = {}
+        self._open: set[str] = set()
+        self._retired = _Counts()
         self.sfu = Sfu(config, self)
 
     def bind(self, listener: MediaListener) -> None:
@@ -45,11 +83,13 @@ class SfuGateway:
         self._listener = listener
 
     async def open_session(self, room_id: str, session_id: str, video_codec: str) -> MediaOffer:
-        """Open a peer session; MediaRefused if the media plane refuses."""
+        """Open a peer session (replacing one with that id); MediaRefused if it is refused."""
+        await self.close_session(session_id)  # a restart: the old connection's counts are kept
         try:
             offer = await self.sfu.open_session(room_id, session_id, video_codec)
         except MediaError as exc:
             raise MediaRefused(exc.message, code=exc.code) from None
+        self._open.add(session_id)
         return _offer(offer)
 
     async def accept_answer(self, session_id: str, sdp: str) -> None:
@@ -61,8 +101,37 @@ class SfuGateway:
 
     async def close_session(self, session_id: str) -> None:
         """Close a session (idempotent)."""
-        self._samples.pop(session_id, None)
+        session = self._retire(session_id)
         await self.sfu.close_session(session_id)
+        if session is not None:
+            self._retired.add(session)  # its final counts
+
+    def _retire(self, session_id: str) -> PeerSession | None:
+        """Forget a session's samples; the session if it is open (about to close)."""
+        self._samples.pop(session_id, None)
+        self._open.discard(session_id)
+        return self.sfu.session(session_id) if self.sfu.has_session(session_id) else None
+
+    def totals(self) -> MediaTotals:
+        """Aggregate counters of every session this process has had (cheap: no getStats)."""
+        counts = dataclasses.replace(self._retired)
+        states: Counter[str] = Counter()
+        kinds: Counter[str] = Counter()
+        for session_id in self._open:
+            if not self.sfu.has_session(session_id):
+                continue
+            session = self.sfu.session(session_id)
+            counts.add(session)
+            states[session.connection_state] += 1
+            kinds.update(p.kind for p in session.publications.values() if not p.ended)
+        return MediaTotals(
+            peer_connections=states,
+            published_tracks=kinds,
+            frames_received=counts.frames_in,
+            frames_forwarded=counts.frames_forwarded,
+            frames_dropped=counts.frames_dropped,
+            keyframe_requests=counts.keyframe_requests,
+        )
 
     async def stats(self, session_id: str) -> MediaStats | None:
         """Counters of one session, with inbound bitrate since the previous call."""

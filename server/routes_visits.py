@@ -23,6 +23,8 @@ from careline.signaling.visit_schemas import (
 from careline.signaling.visit_service import Invite
 
 routes = web.RouteTableDef()
+#: Most audit events one `GET /api/visits/{id}/audit` returns.
+_MAX_AUDIT_PAGE = 1000
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
@@ -83,15 +85,18 @@ async def get_audit(request: web.Request) -> web.Response:
     principal = await require_principal(request)
     visit_id = request.match_info["visit_id"]
     _, participants = await request.app[VISITS].describe(principal, visit_id)
-    if principal.role is not Role.ADMIN and not any(
-        p.sub == principal.sub and p.kind is ParticipantKind.CLINICIAN for p in participants
+    clinicians = {p.sub for p in participants if p.kind is ParticipantKind.CLINICIAN}
+    if principal.role is not Role.ADMIN and not (
+        principal.role is Role.CLINICIAN and principal.sub in clinicians
     ):
         raise Forbidden("only the visit's clinicians and admins see its audit trail")
     try:
         after = int(request.query.get("after_seq", "0"))
-        limit = min(int(request.query.get("limit", "100")), 1000)
+        limit = min(int(request.query.get("limit", "100")), _MAX_AUDIT_PAGE)
     except ValueError:
         raise InvalidPayload("after_seq and limit must be integers") from None
+    if after < 0 or limit < 1:
+        raise InvalidPayload("after_seq must be 0 or more, and limit 1 or more")
     events = await request.app[STORAGE].audit.list(visit_id, after_seq=after, limit=limit)
     return _json(
         {

@@ -85,6 +85,8 @@ class VisitSettings(_Section, frozen=True):
     link_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86_400)] = 24 * 3600
     #: Most invitees a visit may be created with (a creating clinician joins on top).
     max_participants: Annotated[int, msgspec.Meta(ge=1, le=MAX_INVITEES)] = 8
+    #: How often each participant's network quality is measured (and pushed when it changed).
+    quality_interval_seconds: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 2.0
 
 
 class ThreadSettings(_Section, frozen=True):
@@ -106,6 +108,27 @@ class ThreadSettings(_Section, frozen=True):
     typing_burst: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
 
 
+class HotlineSettings(_Section, frozen=True):
+    """The pharmacist hotline: ring, wrap-up and fallback times, queue feedback, kiosk tokens."""
+
+    ring_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 20.0
+    wrap_up_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
+    skill_fallback_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
+    callback_after_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 300.0
+    service_level_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
+    position_update_seconds: Annotated[float, msgspec.Meta(ge=0.5, le=600)] = 5.0
+    reconnect_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
+    kiosk_token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
+    #: HS256 key of order tokens (the pharmacy system signs them). Empty: <data_dir>/order-secret.
+    order_secret: str = ""
+    default_handle_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 240.0
+    stats_window_seconds: Annotated[float, msgspec.Meta(ge=60, le=30 * 86_400)] = 3600.0
+    sweep_seconds: Annotated[float, msgspec.Meta(ge=0.02, le=10)] = 0.25
+    node_lease_seconds: Annotated[float, msgspec.Meta(ge=1, le=600)] = 15.0
+    max_queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    video_codec: Literal["vp8", "h264"] = "vp8"
+
+
 class Settings(_Section, frozen=True):
     """Every setting of a Careline process, built once at start."""
 
@@ -115,6 +138,7 @@ class Settings(_Section, frozen=True):
     media: MediaSettings = msgspec.field(default_factory=MediaSettings)
     visits: VisitSettings = msgspec.field(default_factory=VisitSettings)
     threads: ThreadSettings = msgspec.field(default_factory=ThreadSettings)
+    hotline: HotlineSettings = msgspec.field(default_factory=HotlineSettings)
 
     @property
     def data_path(self) -> Path:
@@ -135,6 +159,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "media": MediaSettings,
     "visits": VisitSettings,
     "threads": ThreadSettings,
+    "hotline": HotlineSettings,
 }
 _PATH_RE = re.compile(r"- at `\$\.([\w.]+)`")
 _UNKNOWN_RE = re.compile(r"unknown field `(\w+)`")
@@ -252,6 +277,13 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             "bad value for setting auth.default_ttl_seconds "
             f"(from {sources.get('auth.default_ttl_seconds', 'defaults')}): "
             "must not exceed auth.max_ttl_seconds"
+        )
+    order_secret = settings.hotline.order_secret
+    if order_secret and len(order_secret) < _MIN_SECRET_LEN:
+        raise SettingsError(
+            "bad value for setting hotline.order_secret "
+            f"(from {sources.get('hotline.order_secret', 'defaults')}): "
+            f"must be at least {_MIN_SECRET_LEN} characters"
         )
     if settings.media.turn_urls and len(settings.media.turn_secret) < _MIN_SECRET_LEN:
         raise SettingsError(

@@ -33,6 +33,27 @@ class Principal:
         return f"{self.role.value}:{self.sub}"
 
 
+#: The token kind of order QR codes. Not a Role: an order token authenticates nobody, it only
+#: names an order a kiosk calls about (signed by the pharmacy system with the order key).
+ORDER_TOKEN_KIND = "order"  # noqa: S105 - a token kind, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class OrderGrant:
+    """A verified order token: the opaque order id and the skills the call needs."""
+
+    order_id: str
+    skills: tuple[str, ...]
+    expires_at: float
+    token_id: str
+
+
+class OrderVerifier(Protocol):
+    """Checks an order token; raises signaling.errors.Forbidden (hotline.order_*) if refused."""
+
+    def verify_order(self, token: str) -> OrderGrant: ...
+
+
 class Authenticator(Protocol):
     """Turns a bearer token into a Principal, or raises signaling.errors.AuthError with a code."""
 

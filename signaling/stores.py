@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from careline.signaling.hotline_store import HotlineStore
 from careline.signaling.thread_store import BlobStore, ThreadStore
 from careline.signaling.visit_store import VisitStore
 
@@ -78,6 +79,9 @@ class Storage(Protocol):
 
     @property
     def blobs(self) -> BlobStore: ...
+
+    @property
+    def hotline(self) -> HotlineStore: ...
 
     async def open(self) -> None:
         """Connect and prepare (migrations); raises StoreUnavailable if the backend is unusable."""

@@ -13,7 +13,8 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -84,12 +85,30 @@ class JoinResult:
     ice_servers: tuple[IceServerInfo, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class VisitCensus:
+    """What this node serves right now, for /metrics: counts only, never ids."""
+
+    active_visits: int
+    #: participants with a live (or reconnecting) connection to this node, by state
+    participants: Mapping[str, int]
+    #: participants with a media session, by their last network-quality level (0-5)
+    quality: Mapping[int, int]
+
+
 @dataclass(slots=True)
 class _Live:
     sid: str
     visit_id: str
     participant_id: str
+    state: ParticipantState
     grace: asyncio.TimerHandle | None = None
+    #: in the visit room (admitted), so it gets the room's pushes
+    in_room: bool = False
+    #: the last network-quality level pushed for this participant
+    quality: int | None = None
+    #: it was sent every known level of its visit after entering the room
+    briefed: bool = False
 
 
 @dataclass(slots=True)
@@ -127,8 +146,11 @@ class VisitService:
         ice_servers: Callable[[str], Sequence[IceServerInfo]],
         clock: Callable[[], float] = time.time,
         max_participants: int = 8,
+        quality_interval: float = 2.0,
     ) -> None:
         self._store = store
+        self._quality_interval = quality_interval
+        self._quality_task: asyncio.Task[None] | None = None
         self._max_participants = max_participants
         self._audit = audit
         self._revocations = revocations
@@ -203,7 +225,7 @@ class VisitService:
     ) -> tuple[Visit, list[Participant]]:
         """The visit and its participants, for its clinicians and admins (parents: themselves)."""
         visit, participants = await self._load(visit_id)
-        me = _find(participants, principal.sub)
+        me = _find(participants, principal)
         if principal.role is Role.ADMIN or (
             me is not None and me.kind is ParticipantKind.CLINICIAN
         ):
@@ -217,30 +239,44 @@ class VisitService:
     async def join(self, principal: Principal, sid: str, visit_id: str) -> JoinResult:
         """Enter a visit: clinicians are admitted, family members wait (or resume within grace)."""
         self._check_scope(principal, visit_id)
+        current = self._by_sid.get(sid)
+        if current is not None and current.visit_id != visit_id:
+            raise Conflict(
+                "this connection is in another visit; use one connection per visit",
+                code="visit.already_joined",
+            )
         async with self._visit_lock(visit_id):
             visit, participants = await self._load(visit_id)
             if visit.state is VisitState.ENDED:
                 raise Conflict("the visit has ended", code="visit.ended")
-            me = _find(participants, principal.sub)
+            me = _find(participants, principal)
             if me is None:
                 raise Forbidden("not invited to this visit")
             if me.state in (ParticipantState.DENIED, ParticipantState.REMOVED):
                 raise Forbidden(
                     f"this participant was {me.state.value}", code=f"visit.{me.state.value}"
                 )
+            before = self._by_participant.get(me.participant_id)
+            same_socket = before is not None and before.sid == sid
             await self._replace_live(me.participant_id, sid)
-            if me.kind is ParticipantKind.CLINICIAN or me.state in KEPT_STATES:
+            target: ParticipantState
+            if same_socket and me.state is ParticipantState.CONNECTED:
+                target = me.state  # a repeated join on a socket with media changes nothing
+            elif me.kind is ParticipantKind.CLINICIAN or me.state in KEPT_STATES:
                 target = ParticipantState.ADMITTED
             else:
                 target = ParticipantState.WAITING
             me = await self._move(me, target)
-            live = _Live(sid=sid, visit_id=visit_id, participant_id=me.participant_id)
+            live = _Live(
+                sid=sid, visit_id=visit_id, participant_id=me.participant_id, state=me.state
+            )
             self._by_sid[sid] = live
             self._by_participant[me.participant_id] = live
             participants = _replace(participants, me)
             visit = await self._derive(visit, participants)
-            if me.state is ParticipantState.ADMITTED:
+            if me.state in MEDIA_STATES:
                 await self.channel.enter_room(sid, visit_room(visit_id))
+                live.in_room = True
             if me.kind is ParticipantKind.CLINICIAN:
                 await self.channel.enter_room(sid, clinician_room(visit_id))
             await self._record(visit_id, principal.sub, "joined", {"state": me.state.value})
@@ -283,7 +319,7 @@ class VisitService:
         )
         for other in [lv for lv in self._by_participant.values() if lv.visit_id == visit.visit_id]:
             await self._media.close_session(other.participant_id)
-            if other.sid != sid:
+            if other.sid != sid and not other.in_room:  # the room was told already
                 await self.channel.emit("visit.ended", {"visit_id": visit.visit_id}, other.sid)
             await self._drop_live(other)
             if other.sid == sid:
@@ -363,13 +399,78 @@ class VisitService:
         if live is not None and live.grace is None:
             self._spawn(self.channel.emit("media.state", {"state": state}, live.sid))
 
+    # -- network quality and census ----------------------------------------------------------------
+
+    async def push_quality(self) -> None:
+        """One round of network-quality pushes (the quality loop runs one every interval).
+
+        As LiveKit's ConnectionQualityUpdate: a participant's level (0-5, from its media stats)
+        goes to its visit room when it changed, and whoever entered a visit room since the last
+        round is sent every known level of that visit once.
+        """
+        changed: list[_Live] = []
+        for live in list(self._by_participant.values()):
+            stats = await self._media.stats(live.participant_id)
+            if stats is None or self._by_participant.get(live.participant_id) is not live:
+                continue  # no media session (waiting room, not started), or gone meanwhile
+            if stats.quality != live.quality:
+                live.quality = stats.quality
+                changed.append(live)
+        for live in changed:
+            await self.channel.emit(
+                "visit.quality", _quality_payload(live), visit_room(live.visit_id)
+            )
+        for live in list(self._by_participant.values()):
+            if not live.in_room or live.briefed or live.grace is not None:
+                continue
+            live.briefed = True
+            known = [
+                other
+                for other in list(self._by_participant.values())
+                if other.visit_id == live.visit_id
+                and other.quality is not None
+                and other not in changed
+            ]
+            for other in known:
+                await self.channel.emit("visit.quality", _quality_payload(other), live.sid)
+
+    def census(self) -> VisitCensus:
+        """Counts of what this node serves (visits, participants by state, quality levels)."""
+        lives = list(self._by_participant.values())
+        return VisitCensus(
+            active_visits=len({live.visit_id for live in lives}),
+            participants=Counter(live.state.value for live in lives),
+            quality=Counter(live.quality for live in lives if live.quality is not None),
+        )
+
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the network-quality loop (owned by the service; `close` stops it)."""
+        if self._quality_task is None and not self._closed:
+            self._quality_task = asyncio.get_running_loop().create_task(
+                self._quality_loop(), name="careline-visit-quality"
+            )
+
+    async def _quality_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._quality_interval)
+            try:
+                await self.push_quality()
+            except (SignalingError, ConnectionError) as exc:
+                log.warning("network-quality round skipped: %s", exc.__class__.__name__)
+            except Exception:
+                log.exception("network-quality round failed")
+
     async def close(self) -> None:
-        """Cancel grace timers and pending work (shutdown); safe to call twice."""
+        """Stop the quality loop, grace timers and pending work (shutdown); safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        task, self._quality_task = self._quality_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         for live in list(self._by_participant.values()):
             if live.grace is not None:
                 live.grace.cancel()
@@ -417,6 +518,9 @@ class VisitService:
         moved = transition_participant(participant, target, self._clock())
         if moved is not participant:
             await self._store.upsert_participant(moved)
+            live = self._by_participant.get(moved.participant_id)
+            if live is not None:
+                live.state = moved.state
         return moved
 
     async def _derive(self, visit: Visit, participants: Sequence[Participant]) -> Visit:
@@ -437,6 +541,8 @@ class VisitService:
             them = _by_id(participants, participant_id)
             if them.kind is ParticipantKind.CLINICIAN and target is not ParticipantState.REMOVED:
                 raise Conflict("clinicians are not admitted or denied")
+            if target is ParticipantState.ADMITTED and them.state in KEPT_STATES:
+                return them  # already in the visit: admitting again changes nothing
             them = await self._move(them, target)
             participants = _replace(participants, them)
             visit = await self._derive(visit, participants)
@@ -458,6 +564,7 @@ class VisitService:
             await self.channel.emit(event, {"visit_id": visit.visit_id}, their.sid)
             if target is ParticipantState.ADMITTED:
                 await self.channel.enter_room(their.sid, visit_room(visit.visit_id))
+                their.in_room = True
             else:
                 await self._media.close_session(participant_id)
                 await self._drop_live(their)
@@ -468,12 +575,17 @@ class VisitService:
         return them
 
     def _require_clinician(self, principal: Principal, participants: Sequence[Participant]) -> None:
-        me = _find(participants, principal.sub)
+        me = _find(participants, principal)
         if me is None or me.kind is not ParticipantKind.CLINICIAN:
             raise Forbidden("only the visit's clinicians may do this")
 
     async def _replace_live(self, participant_id: str, sid: str) -> None:
-        """A second connection of the same participant replaces the first."""
+        """A second connection of the same participant replaces the first.
+
+        If the first is still connected (another device took over), its media session closes
+        too: a device told it was replaced must not keep sending into the visit. A rejoin within
+        the grace window keeps the media session until the participant restarts it.
+        """
         old = self._by_participant.get(participant_id)
         if old is None:
             return
@@ -483,6 +595,7 @@ class VisitService:
         if old.sid != sid and old.sid in self._by_sid:
             await self.channel.emit("visit.replaced", {"reason": "joined elsewhere"}, old.sid)
             await self._drop_live(old)
+            await self._media.close_session(participant_id)
             await self.channel.disconnect(old.sid)
         else:
             await self._drop_live(old)
@@ -561,6 +674,11 @@ def roster_payload(visit: Visit, participants: Sequence[Participant]) -> dict[st
     }
 
 
+def _quality_payload(live: _Live) -> dict[str, Any]:
+    """A `visit.quality` push: one participant's network-quality level."""
+    return {"participant_id": live.participant_id, "level": live.quality}
+
+
 def offer_payload(offer: MediaOffer) -> dict[str, Any]:
     """A media offer as sent to clients."""
     return {
@@ -574,8 +692,17 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_urlsafe(9)}"
 
 
-def _find(participants: Sequence[Participant], sub: str) -> Participant | None:
-    return next((p for p in participants if p.sub == sub), None)
+def _find(participants: Sequence[Participant], principal: Principal) -> Participant | None:
+    """The participant a token acts as: the same sub, and a clinician role for clinicians only."""
+    clinician = principal.role is Role.CLINICIAN
+    return next(
+        (
+            p
+            for p in participants
+            if p.sub == principal.sub and (p.kind is ParticipantKind.CLINICIAN) == clinician
+        ),
+        None,
+    )
 
 
 def _by_id(participants: Sequence[Participant], participant_id: str) -> Participant:

@@ -12,6 +12,7 @@ from redis.retry import Retry
 from careline.server.storage.redis_audit import RedisAuditStore
 from careline.server.storage.redis_blobs import RedisBlobStore
 from careline.server.storage.redis_errors import redis_unavailable
+from careline.server.storage.redis_hotline import RedisHotlineStore
 from careline.server.storage.redis_revocations import RedisRevocationStore
 from careline.server.storage.redis_threads import RedisThreadStore
 from careline.server.storage.redis_visits import RedisVisitStore
@@ -36,6 +37,7 @@ class RedisStorage:
         self._visits = RedisVisitStore(self._client, prefix)
         self._threads = RedisThreadStore(self._client, prefix)
         self._blobs = RedisBlobStore(self._client, prefix)
+        self._hotline = RedisHotlineStore(self._client, prefix)
         self._closed = False
         self.aof_always: bool | None = None
 
@@ -63,6 +65,10 @@ class RedisStorage:
     @property
     def blobs(self) -> RedisBlobStore:
         return self._blobs
+
+    @property
+    def hotline(self) -> RedisHotlineStore:
+        return self._hotline
 
     async def open(self) -> None:
         """Check that Redis answers (StoreUnavailable otherwise) and how durable its writes are."""

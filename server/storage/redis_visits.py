@@ -19,6 +19,11 @@ from careline.signaling.visit import (
     VisitState,
 )
 
+#: A stored participant is a msgpack array: position, then the fields of `_participant_fields`.
+_PARTICIPANT_FIELDS = 7
+#: The msgpack fixarray header of a stored participant.
+_ARRAY_HEADER = 0x90 | _PARTICIPANT_FIELDS
+
 # KEYS[1] visit hash, KEYS[2] participants hash; ARGV[1] version, ARGV[2] packed visit,
 # ARGV[3..] participant id, packed participant pairs.
 _CREATE = """
@@ -35,16 +40,17 @@ if current ~= ARGV[1] then return redis.error_reply('STALE') end
 redis.call('HSET', KEYS[1], 'version', ARGV[2], 'data', ARGV[3])
 return 1
 """
-# KEYS[1] visit hash, KEYS[2] participants hash; ARGV[1] participant id, ARGV[2] packed state
-# without position; the position is kept, or appended for a new participant.
-_UPSERT = """
+# KEYS[1] visit hash, KEYS[2] participants hash; ARGV[1] participant id, ARGV[2] the record's
+# fields after the position, each packed on its own. The position is kept, or appended for a new
+# participant, and the record is assembled as bytes: unpacking it into a Lua table would lose a
+# trailing nil (grace_until) and store a record one field short.
+_UPSERT = f"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('MISSING') end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 local position
 if old then position = cmsgpack.unpack(old)[1] else position = redis.call('HLEN', KEYS[2]) end
-local fields = cmsgpack.unpack(ARGV[2])
-fields[1] = position
-redis.call('HSET', KEYS[2], ARGV[1], cmsgpack.pack(fields))
+local record = string.char({_ARRAY_HEADER}) .. cmsgpack.pack(position) .. ARGV[2]
+redis.call('HSET', KEYS[2], ARGV[1], record)
 return 1
 """
 
@@ -65,6 +71,8 @@ class RedisVisitStore:
 
     async def create(self, visit: Visit, participants: Sequence[Participant]) -> None:
         """Store the visit and its invitees atomically."""
+        if len({p.sub for p in participants}) != len(participants):
+            raise Conflict("each participant of a visit needs a distinct sub")
         args: list[Any] = [visit.version, _pack_visit(visit)]
         for position, participant in enumerate(participants):
             args += [participant.participant_id, _pack_participant(participant, position)]
@@ -114,7 +122,7 @@ class RedisVisitStore:
             try:
                 await self._upsert(
                     keys=self._keys(participant.visit_id),
-                    args=[participant.participant_id, _pack_participant(participant, 0)],
+                    args=[participant.participant_id, _participant_fields(participant)],
                 )
             except ResponseError as exc:
                 if "MISSING" in str(exc):
@@ -152,19 +160,14 @@ def _unpack_visit(data: bytes) -> Visit:
 
 
 def _pack_participant(p: Participant, position: int) -> bytes:
-    return bytes(
-        msgpack.packb(
-            [
-                position,
-                p.participant_id,
-                p.sub,
-                p.kind.value,
-                p.state.value,
-                p.updated_at,
-                p.grace_until,
-            ]
-        )
-    )
+    return bytes([_ARRAY_HEADER]) + bytes(msgpack.packb(position)) + _participant_fields(p)
+
+
+def _participant_fields(p: Participant) -> bytes:
+    """The record after its position: each field packed on its own (the Lua prepends the rest)."""
+    fields = (p.participant_id, p.sub, p.kind.value, p.state.value, p.updated_at, p.grace_until)
+    assert len(fields) == _PARTICIPANT_FIELDS - 1
+    return b"".join(bytes(msgpack.packb(f)) for f in fields)
 
 
 def _participant(visit_id: str, fields: list[Any]) -> Participant:

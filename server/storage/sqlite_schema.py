@@ -101,4 +101,38 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX thread_attachments_unsent ON thread_attachments (created_at) WHERE seq IS NULL;
     """,
+    # 4: the pharmacist hotline: kiosks, pharmacist skills, calls, presence, node leases (Step 4).
+    """
+    CREATE TABLE hotline_kiosks (
+        kiosk_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        data BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE hotline_skills (
+        sub TEXT PRIMARY KEY,
+        skills BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE hotline_calls (
+        call_id TEXT PRIMARY KEY,
+        kiosk_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        enqueued_at REAL NOT NULL,
+        data BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX hotline_calls_open_per_kiosk ON hotline_calls (kiosk_id)
+        WHERE state IN ('queued', 'ringing', 'connected');
+    CREATE INDEX hotline_calls_open ON hotline_calls (state)
+        WHERE state IN ('queued', 'ringing', 'connected');
+    CREATE INDEX hotline_calls_by_time ON hotline_calls (enqueued_at);
+    CREATE TABLE hotline_presence (
+        sub TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        data BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE hotline_nodes (
+        node TEXT PRIMARY KEY,
+        until REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )

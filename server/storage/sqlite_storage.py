@@ -8,6 +8,7 @@ from pathlib import Path
 from careline.server.storage.file_blobs import FileBlobStore
 from careline.server.storage.sqlite_audit import SqliteAuditStore
 from careline.server.storage.sqlite_database import SqliteDatabase
+from careline.server.storage.sqlite_hotline import SqliteHotlineStore
 from careline.server.storage.sqlite_revocations import SqliteRevocationStore
 from careline.server.storage.sqlite_schema import MIGRATIONS
 from careline.server.storage.sqlite_threads import SqliteThreadStore
@@ -27,6 +28,7 @@ class SqliteStorage:
         self._audit = SqliteAuditStore(self._db)
         self._revocations = SqliteRevocationStore(self._db)
         self._visits = SqliteVisitStore(self._db)
+        self._hotline = SqliteHotlineStore(self._db)
 
     @property
     def database(self) -> SqliteDatabase:
@@ -48,6 +50,10 @@ class SqliteStorage:
     @property
     def threads(self) -> SqliteThreadStore:
         return self._threads
+
+    @property
+    def hotline(self) -> SqliteHotlineStore:
+        return self._hotline
 
     @property
     def blobs(self) -> FileBlobStore:

@@ -38,6 +38,8 @@ class SqliteVisitStore:
 
     async def create(self, visit: Visit, participants: Sequence[Participant]) -> None:
         """Insert the visit and its participants in one transaction."""
+        if len({p.sub for p in participants}) != len(participants):
+            raise Conflict("each participant of a visit needs a distinct sub")
 
         def insert(conn: sqlite3.Connection) -> None:
             try:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from careline.loadtest.clips import Clip
+from careline.loadtest.clips import Clip, video_clip
 from careline.loadtest.visit_client import VisitClient, VisitError
+from careline.server.app_keys import MEDIA
 from careline.signaling.identity import Role
 from tests.support import RunningServer, eventually
 from tests.visits.conftest import create_visit
+
+
+@pytest.fixture(scope="session")
+def h264_clip(tmp_path_factory: pytest.TempPathFactory) -> Clip:
+    cache = Path(tmp_path_factory.mktemp("h264"))
+    return video_clip("h264", width=320, height=240, bitrate=300_000, seconds=2.0, cache_dir=cache)
 
 
 async def joined(
@@ -114,14 +122,19 @@ async def test_rejoin_within_grace_needs_no_new_admit(
     await doctor.frames_from(ids["parent"], 5)
 
     await parent.close()  # network drop
+    await doctor.wait_event(
+        "visit.roster",
+        where=lambda r: (
+            {"participant_id": ids["parent"], "kind": "parent", "state": "reconnecting"}
+            in r["participants"]
+        ),
+    )
 
-    async def roster_state() -> str:
-        roster = await doctor.call("visit.stats")
-        return str(roster)
-
-    again = await joined(server, clients, visit.tokens["parent"], visit.visit_id, clip)
-    reply_state = [e for e in again.events if e[0] == "visit.roster"]
-    assert reply_state is not None
+    again = VisitClient(server.url, visit.tokens["parent"], video=clip)
+    clients.append(again)
+    await again.connect()
+    reply = await again.join(visit.visit_id)
+    assert reply["state"] == "admitted"  # its place was kept: no waiting room
     await again.start_media()  # no admit needed
     await doctor.frames_from(ids["parent"], 5)
     await again.frames_from(ids["clinician"], 5)
@@ -156,7 +169,7 @@ async def test_after_the_grace_window_others_are_told_and_a_new_admit_is_needed(
 async def test_remove_revokes_the_token_and_end_closes_everything(
     server: RunningServer, clients: list[VisitClient], clip: Clip
 ) -> None:
-    visit = await create_visit(server, ["parent", "second_parent"])
+    visit = await create_visit(server, ["parent", "second_parent", "interpreter"])
     ids = visit.participant_ids
     doctor = await joined(server, clients, visit.tokens["clinician"], visit.visit_id, clip)
     parent = await joined(server, clients, visit.tokens["parent"], visit.visit_id, clip)
@@ -171,9 +184,14 @@ async def test_remove_revokes_the_token_and_end_closes_everything(
         await retry.connect()
     assert refused.value.code == "auth.revoked"
 
+    waiting = await joined(server, clients, visit.tokens["interpreter"], visit.visit_id, None)
     await doctor.call("visit.end")
     await parent.wait_event("visit.ended")
     await eventually(lambda: not parent.sio.connected)
+    await eventually(lambda: not waiting.sio.connected)  # the waiting room is closed too
+    for client in (parent, waiting):
+        ended = [data for name, data in client.events if name == "visit.ended"]
+        assert ended == [{"visit_id": visit.visit_id}]  # told once
     clinician = server.token(Role.CLINICIAN, "c-1")
     async with (
         aiohttp.ClientSession() as http,
@@ -206,3 +224,76 @@ async def test_a_second_connection_replaces_the_first(
     await first.wait_event("visit.replaced")
     await eventually(lambda: not first.sio.connected)
     assert second.participant_id == first.participant_id
+
+
+async def test_an_h264_visit_forwards_h264_byte_identical(
+    server: RunningServer, clients: list[VisitClient], h264_clip: Clip
+) -> None:
+    visit = await create_visit(server, ["parent"], codec="h264")
+    ids = visit.participant_ids
+    doctor = await joined(server, clients, visit.tokens["clinician"], visit.visit_id, h264_clip)
+    parent = await joined(server, clients, visit.tokens["parent"], visit.visit_id, h264_clip)
+    reply = await doctor.call("visit.admit", {"participant_id": ids["parent"]})
+    assert reply["state"] == "admitted"
+    await doctor.start_media()
+    await parent.start_media()
+    at_parent = await parent.frames_from(ids["clinician"], 20)
+    at_doctor = await doctor.frames_from(ids["parent"], 20)
+    digests = h264_clip.digests()
+    for client, mid in ((parent, at_parent), (doctor, at_doctor)):
+        arrivals = client.frames.arrivals(mid)
+        assert {a.codec for a in arrivals} == {"h264"}
+        assert client.frames.digests(mid) <= digests  # byte-identical access units
+        assert arrivals[0].keyframe  # an IDR with its parameter sets first
+    # The server offered H264 only, so nothing else could have been negotiated.
+    assert parent.pc is not None
+    assert "VP8" not in parent.pc.remoteDescription.sdp
+
+
+async def test_media_restart_makes_a_new_connection_and_keeps_the_place(
+    server: RunningServer, clients: list[VisitClient], clip: Clip
+) -> None:
+    visit = await create_visit(server, ["parent", "interpreter"])
+    ids = visit.participant_ids
+    doctor = await joined(server, clients, visit.tokens["clinician"], visit.visit_id, clip)
+    parent = await joined(server, clients, visit.tokens["parent"], visit.visit_id, clip)
+    interpreter = await joined(server, clients, visit.tokens["interpreter"], visit.visit_id, clip)
+    for kind in ("parent", "interpreter"):
+        await doctor.call("visit.admit", {"participant_id": ids[kind]})
+    for client in (doctor, parent, interpreter):
+        await client.start_media()
+    await parent.frames_from(ids["clinician"], 5)
+    await doctor.frames_from(ids["parent"], 5)
+    sfu = server.app[MEDIA].sfu
+    old = sfu.session(ids["parent"])
+    old_client_pc = parent.pc
+
+    parent.frames = type(parent.frames)()  # count only what arrives on the new connection
+    await parent.restart_media()  # the network changed: a new peer connection, a new offer
+    assert old.closed
+    assert old.peer_connection.connectionState == "closed"
+    assert old_client_pc is not None
+    assert old_client_pc.connectionState == "closed"
+    assert sfu.session(ids["parent"]) is not old
+    assert sfu.session_count == 3
+
+    # The parent receives both again; the others get the parent's new stream and keep theirs.
+    mid = await interpreter.frames_from(ids["clinician"], 1)
+    before = interpreter.frames.count(mid)
+    for publisher in (ids["clinician"], ids["interpreter"]):
+        mid = await parent.frames_from(publisher, 10)
+        assert parent.frames.arrivals(mid)[0].keyframe
+    for client in (doctor, interpreter):
+        mid = await client.frames_from(ids["parent"], 1)
+        await client.frames_from(ids["parent"], client.frames.count(mid) + 10)
+    mid = await interpreter.frames_from(ids["clinician"], 1)
+    assert interpreter.frames.count(mid) > before + 10
+
+    # The participant kept its place: still connected, no new admit, nothing in the waiting room.
+    roster = await doctor.wait_event(
+        "visit.roster", where=lambda r: r["state"] == "in_call", within=5
+    )
+    states = {p["participant_id"]: p["state"] for p in roster["participants"]}
+    assert states[ids["parent"]] == "connected"
+    stats = await doctor.call("visit.stats")
+    assert set(stats) == set(ids.values())
