@@ -43,9 +43,44 @@ async def test_index_page_is_served_from_web(server: RunningServer) -> None:
     status, body = await _call(server, "GET", "/")
     assert status == 200
     assert "<title>Careline</title>" in body
-    status, body = await _call(server, "GET", "/index.js")
+    status, body = await _call(server, "GET", "/dist/index.js")
     assert status == 200
     assert "readyz" in body
+
+
+@pytest.mark.parametrize(
+    ("path", "title"),
+    [
+        ("/visit/v-1", "Video visit"),
+        ("/threads", "Message visits"),
+        ("/threads/t-1", "Message visits"),
+        ("/kiosk", "Pharmacist hotline kiosk"),
+        ("/pharmacist", "Pharmacist console"),
+    ],
+)
+async def test_pages_are_served_with_security_headers(
+    server: RunningServer, path: str, title: str
+) -> None:
+    async with aiohttp.ClientSession() as session, session.get(server.url + path) as response:
+        assert response.status == 200
+        body = await response.text()
+        assert f"<title>{title} · Careline</title>" in body
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Cache-Control"] == "no-cache"
+        script = body.split('<script src="')[1].split('"')[0]
+    async with aiohttp.ClientSession() as session, session.get(server.url + script) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith(("application/javascript", "text/"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/package.json", "/package-lock.json", "/build.mjs", "/src/pages/visit.js", "/__init__.py"],
+)
+async def test_build_inputs_are_not_served(server: RunningServer, path: str) -> None:
+    status, _ = await _call(server, "GET", path)
+    assert status == 404
 
 
 @pytest.mark.parametrize(

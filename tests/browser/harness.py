@@ -1,0 +1,122 @@
+"""Browser tests' parts: Debian's Chromium driven by Playwright, a real Careline server, both in
+a loopback-only network namespace (see netns.py), and screenshots saved for people to look at.
+
+Tests are plain functions that hand a coroutine to `BrowserEnv.run`; everything in it (server,
+HTTP calls, pages) runs on the namespaced loop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+
+from tests.browser.netns import NetnsLoop
+
+T = TypeVar("T")
+
+CHROMIUM = os.environ.get("CARELINE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
+]
+#: Server settings every browser test needs: media gathered on loopback only.
+BROWSER_SETTINGS: dict[str, Any] = {"media.host_addresses": ["127.0.0.1"]}
+
+
+def artifacts_dir() -> Path:
+    """Where screenshots go: $CARELINE_ARTIFACTS, else a temp dir (created once per run)."""
+    named = os.environ.get("CARELINE_ARTIFACTS")
+    path = Path(named) if named else Path(tempfile.gettempdir()) / "careline-artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class BrowserEnv:
+    """The namespaced loop, a launched Chromium, and where this test's screenshots go."""
+
+    loop: NetnsLoop
+    playwright: Playwright
+    browser: Browser
+    artifacts: Path
+    test_name: str = "test"
+    contexts: list[BrowserContext] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 240) -> T:
+        """Run a scenario on the namespaced loop; pages opened in it are closed afterwards."""
+        try:
+            return self.loop.run(coro, timeout)
+        finally:
+            self.loop.run(self._close_contexts(), 60)
+
+    async def page(self, url: str | None = None, *, fake_media: bool = True) -> Page:
+        """A page in a fresh browser context (its own storage, as another device would be).
+
+        With fake_media=False the context is refused camera and microphone.
+        """
+        context = await self.browser.new_context(
+            viewport={"width": 1024, "height": 720},
+            permissions=["camera", "microphone"] if fake_media else [],
+        )
+        self.contexts.append(context)
+        page = await context.new_page()
+        page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
+        page.on("pageerror", lambda exc: self.console.append(f"pageerror: {exc}"))
+        if url is not None:
+            await page.goto(url)
+        return page
+
+    async def screenshot(self, page: Page, step: str) -> Path:
+        """Save a PNG of the page as <test>-<step>.png in the artifacts folder."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{self.test_name}-{step}")
+        path = self.artifacts / f"{safe}.png"
+        await page.screenshot(path=str(path), full_page=True)
+        return path
+
+    async def _close_contexts(self) -> None:
+        contexts, self.contexts = self.contexts, []
+        for context in contexts:
+            await context.close()
+
+
+async def launch() -> tuple[Playwright, Browser]:
+    """Start Playwright's driver and Debian's Chromium (headless, fresh profile)."""
+    playwright = await async_playwright().start()
+    browser = await playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+    )
+    return playwright, browser
+
+
+async def video_playing(page: Page, selector: str, within_ms: int = 20000) -> None:
+    """Wait until the video element at `selector` shows frames: videoWidth > 0 and its
+    currentTime advancing."""
+    await page.wait_for_function(
+        """async (sel) => {
+            const v = document.querySelector(sel);
+            if (!v || v.videoWidth === 0) return false;
+            const t0 = v.currentTime;
+            await new Promise((r) => setTimeout(r, 300));
+            return v.currentTime > t0;
+        }""",
+        arg=selector,
+        timeout=within_ms,
+        polling=250,
+    )
