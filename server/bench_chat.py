@@ -45,7 +45,7 @@ def bench_chat(
         with _redis(backend, redis_url, root) as url:
             config_file = _settings(backend, url, root)
             settings = load_settings(config_file, env={})
-            with _server(config_file, root / "data") as base_url:
+            with _server(config_file, root / "data") as (base_url, server_pid):
                 issuer = TokenIssuer(
                     settings.auth.secret,
                     issuer=settings.auth.issuer,
@@ -57,7 +57,7 @@ def bench_chat(
                 def tokens(role: str, sub: str) -> str:
                     return issuer.issue(sub=sub, role=Role(role), ttl=3600).token
 
-                result = asyncio.run(run_chat_bench(base_url, tokens, config))
+                result = asyncio.run(run_chat_bench(base_url, tokens, config, server_pid))
     return {
         "backend": backend,
         "durable": "sqlite fsync" if backend == "sqlite" else "redis aof appendfsync=always",
@@ -89,8 +89,8 @@ def _settings(backend: str, redis_url: str | None, root: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _server(config: Path, data_dir: Path) -> Iterator[str]:
-    """`careline serve` as a child process; yields its URL once it listens."""
+def _server(config: Path, data_dir: Path) -> Iterator[tuple[str, int]]:
+    """`careline serve` as a child process; yields its URL and pid once it listens."""
     command = [sys.executable, "-m", "careline.server", "serve", "--config", str(config)]
     command += ["--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # noqa: S603
@@ -100,7 +100,7 @@ def _server(config: Path, data_dir: Path) -> Iterator[str]:
         match = _LISTENING.search(line)
         if match is None:
             raise StartupError("the benchmark's server did not start (try `careline serve`)")
-        yield match.group(1)
+        yield match.group(1), process.pid
     finally:
         process.terminate()
         try:

@@ -1,4 +1,9 @@
-"""How threads and messages look on the wire: domain values -> public view Structs."""
+"""How threads and messages look on the wire: domain values -> public view Structs.
+
+A stored entry is usually shown twice in a row (the push to the other devices, then the sender's
+ack), so the last view built of a message and of a thread is kept and handed out again for the
+same (immutable) value. Event-loop use only.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +28,31 @@ def attachment_view(thread_id: str, ref: AttachmentRef) -> AttachmentView:
     )
 
 
+class _LastView:
+    """The view most recently built, and the value (kept alive) it was built from."""
+
+    __slots__ = ("message", "message_view", "thread", "thread_view")
+
+    def __init__(self) -> None:
+        self.message: Message | None = None
+        self.message_view: MessageView | None = None
+        self.thread: Thread | None = None
+        self.thread_view: ThreadView | None = None
+
+
+_last = _LastView()
+
+
 def message_view(message: Message) -> MessageView:
     """A timeline entry as clients see it (its latest version; never a fingerprint)."""
+    if message is _last.message and _last.message_view is not None:
+        return _last.message_view
+    view = _message_view(message)
+    _last.message, _last.message_view = message, view
+    return view
+
+
+def _message_view(message: Message) -> MessageView:
     return MessageView(
         thread_id=message.thread_id,
         seq=message.seq,
@@ -51,6 +79,16 @@ def message_views(messages: Iterable[Message]) -> list[MessageView]:
 
 def thread_view(thread: Thread, read_seq: int | None = None) -> ThreadView:
     """A thread; with `read_seq`, also the viewer's unread count."""
+    if read_seq is None:
+        if thread is _last.thread and _last.thread_view is not None:
+            return _last.thread_view
+        view = _thread_view(thread, None)
+        _last.thread, _last.thread_view = thread, view
+        return view
+    return _thread_view(thread, read_seq)
+
+
+def _thread_view(thread: Thread, read_seq: int | None) -> ThreadView:
     return ThreadView(
         thread_id=thread.thread_id,
         family_sub=thread.family_sub,

@@ -16,6 +16,11 @@ and as strings (for hash fields and scores: Lua would print numbers with 14 digi
 
 from __future__ import annotations
 
+from careline.server.storage.thread_codec import THREAD_FIELDS
+
+#: Lua arguments of an HMGET of a thread's fields, in THREAD_FIELDS order.
+_THREAD_FIELDS = ", ".join(f"'{name}'" for name in THREAD_FIELDS)
+
 # KEYS: thread, msgs, ids, reads. ARGV: prefix, packed thread map, packed first entry,
 # fingerprint.
 CREATE = """
@@ -37,7 +42,8 @@ return 1
 """
 
 # KEYS: thread, msgs, ids, reads, atts. ARGV: prefix, packed request (see RedisThreadStore).
-# Replies: {'DUP', seq} | {'ERR', reason, state, detail} | {'OK', seq, entry, target, dropped}.
+# Replies: {'DUP', seq} | {'ERR', reason, state, detail}
+#   | {'OK', seq, entry, target, dropped, thread fields in THREAD_FIELDS order}.
 APPEND = """
 local prefix = ARGV[1]
 local r = cmsgpack.unpack(ARGV[2])
@@ -143,8 +149,9 @@ if new_state == 'closed' then
 else
   redis.call('ZREM', prefix .. ':threads:closed', tid)
 end
-return {'OK', seq, entry, packed_target, dropped}
-"""
+return {'OK', seq, entry, packed_target, dropped,
+  redis.call('HMGET', KEYS[1], THREAD_FIELDS)}
+""".replace("THREAD_FIELDS", _THREAD_FIELDS)
 
 # KEYS: thread, reads. ARGV: sub, seq. Replies: horizon | {'NO_THREAD'} | {'RANGE', last_seq}.
 MARK_READ = """

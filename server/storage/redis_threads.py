@@ -1,8 +1,9 @@
 """ThreadStore on Redis: a sorted set per thread, idempotency keys, Lua for every write.
 
 Seqs are gap-free because the append script reads `last_seq`, checks every rule and writes the
-entry, the idempotency key and the thread in one atomic step. See redis_thread_scripts for the
-key layout. Durability depends on the server's AOF settings (docs/configuration.md).
+entry, the idempotency key and the thread in one atomic step; it replies with the thread as it
+left it. Concurrent appends share pipelines (redis_thread_batcher). See redis_thread_scripts for
+the key layout. Durability depends on the server's AOF settings (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import redis.asyncio as aioredis
 
 from careline.server.storage import redis_thread_scripts as lua
 from careline.server.storage.redis_errors import redis_unavailable
+from careline.server.storage.redis_thread_batcher import ScriptBatcher
 from careline.server.storage.thread_codec import (
     THREAD_FIELDS,
     message_from_map,
@@ -54,7 +56,7 @@ class RedisThreadStore:
         self._client = client
         self._prefix = prefix
         self._create = client.register_script(lua.CREATE)
-        self._append = client.register_script(lua.APPEND)
+        self._appends = ScriptBatcher(client, client.register_script(lua.APPEND))
         self._mark_read = client.register_script(lua.MARK_READ)
         self._add_attachment = client.register_script(lua.ADD_ATTACHMENT)
         self._purge_thread = client.register_script(lua.PURGE_THREAD)
@@ -200,16 +202,15 @@ class RedisThreadStore:
             "assign_to": change.assign_to,
         }
         request.update({k: v for k, v in optional.items() if v is not None})
-        async with redis_unavailable():
-            reply = await self._append(
-                keys=self._keys(draft.thread_id), args=[self._prefix, msgpack.packb(request)]
-            )
+        reply = await self._appends.call(
+            self._keys(draft.thread_id), [self._prefix, msgpack.packb(request)]
+        )
         status = _text(reply[0])
         if status == "ERR":
             raise self._refused(draft, _text(reply[1]), _text(reply[2]), reply[3])
-        thread = await self.get(draft.thread_id)
-        assert thread is not None
         if status == "DUP":
+            thread = await self.get(draft.thread_id)
+            assert thread is not None
             [original] = await self.get_messages(draft.thread_id, [int(reply[1])])
             target = None
             if original.target_seq is not None:
@@ -221,6 +222,7 @@ class RedisThreadStore:
             None if not reply[3] else message_from_map(draft.thread_id, msgpack.unpackb(reply[3]))
         )
         dropped = tuple(blob_key(draft.thread_id, _text(aid)) for aid in reply[4] or [])
+        thread = thread_from_values(reply[5])
         return Appended(message, thread, duplicate=False, target=revised, dropped_blobs=dropped)
 
     def _refused(self, draft: MessageDraft, reason: str, state: str, detail: Any) -> Exception:

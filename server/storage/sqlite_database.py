@@ -1,12 +1,25 @@
 """SQLite on its own threads: one writer with batched group commits, one reader, WAL.
 
 Writes are functions run on the writer thread. The writer takes every job queued at that moment
-(up to `max_batch`), runs each inside its own SAVEPOINT in one transaction and commits once with
-`synchronous=FULL`, so a job's future resolves only after its change is on disk, while throughput
-does not collapse to one fsync per write. A job that raises rolls back only itself.
+(up to `max_batch`), runs them in one transaction and commits once with `synchronous=FULL`, so a
+job's future resolves only after its change is on disk, while throughput does not collapse to one
+fsync per write. A job that raises rolls back only itself: the batch first runs without
+savepoints and, if any job raised, is rolled back and run again with a SAVEPOINT per job (jobs are
+functions of the database alone, so running one again after a rollback is the same as running it
+once).
+
+Writes of one kind that are frequent (message appends) can be *grouped*: queued items of the same
+WriteGroup that follow each other in a batch are handed to the group in one call, which may apply
+them with a few set-based statements instead of several statements each. Every SQLite call on the
+writer thread gives up the GIL and must take it back from the event loop, so statements per write,
+more than their SQL work, decide the writer's throughput on a busy process.
 
 Reads run on a separate reader thread with its own connection (WAL lets it read while the writer
-writes). Nothing here blocks the event loop.
+writes). A checkpointer thread with a connection of its own copies committed WAL frames into the
+database file (PASSIVE checkpoints, at most one per `checkpoint_interval`, after commits), so that
+the writer's commits seldom pay for a checkpoint themselves; SQLite's automatic checkpoint stays
+on as a backstop. Durability does not depend on it: a commit is durable once the WAL is fsynced.
+Nothing here blocks the event loop.
 """
 
 from __future__ import annotations
@@ -16,28 +29,66 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from careline.signaling.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+I_contra = TypeVar("I_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
 WriteFn = Callable[[sqlite3.Connection], T]
+#: What a grouped item came to: its result, or the error its caller gets (it wrote nothing).
+Outcome = tuple[Any, Exception | None]
+
+
+class RunAlone(Exception):
+    """Raised by `WriteGroup.run`: undo what this call wrote and apply each item on its own."""
+
+
+class WriteGroup(Protocol[I_contra, R_co]):
+    """Writes of one kind that the writer thread may apply several at a time.
+
+    Every method runs on the writer thread only, inside the writer's transaction.
+    """
+
+    def run(
+        self, conn: sqlite3.Connection, items: Sequence[I_contra]
+    ) -> Sequence[tuple[R_co | None, Exception | None]]:
+        """Apply `items` in order; one (result, None) or (None, error) per item.
+
+        An item with an error must have written nothing. Raise RunAlone to have the writer undo
+        this call and call `run_one` for each item instead; any other exception fails every item.
+        """
+        ...
+
+    def run_one(self, conn: sqlite3.Connection, item: I_contra) -> R_co:
+        """Apply one item; if it raises, the writer undoes what it wrote."""
+        ...
+
+    def discard(self) -> None:
+        """The writer rolled back work of this group: forget anything derived from it."""
+        ...
 
 
 @dataclass(slots=True)
 class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[[sqlite3.Connection], Any] | None
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    group: WriteGroup[Any, Any] | None = None
+    item: Any = None
 
 
 _STOP = object()
+#: A job's future and its outcome (a result, or the error to raise).
+_Settled = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
 class SqliteDatabase:
@@ -56,8 +107,13 @@ class SqliteDatabase:
         *,
         max_batch: int = 256,
         max_pending: int = 4096,
+        checkpoint_interval: float = 0.02,
     ) -> None:
         self._path = path
+        self._checkpoint_interval = checkpoint_interval
+        self._checkpointer: threading.Thread | None = None
+        self._committed = threading.Event()
+        self._stop_checkpoints = False
         self._migrations = tuple(migrations)
         self._max_batch = max_batch
         self._room = asyncio.Semaphore(max_pending)
@@ -82,6 +138,10 @@ class SqliteDatabase:
         )
         self._writer.start()
         await ready
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="careline-sqlite-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in the next batched transaction; return its result once committed."""
@@ -93,6 +153,17 @@ class SqliteDatabase:
         self._jobs.put(_Job(fn, future, loop))
         return await future
 
+    async def write_grouped(self, group: WriteGroup[I_contra, T], item: I_contra) -> T:
+        """Have `group` apply `item` in the next batched transaction (with the other items of
+        `group` queued next to it); return its result once committed."""
+        if self._closed or self._writer is None:
+            raise StoreUnavailable("the database is closed")
+        loop = asyncio.get_running_loop()
+        await self._room.acquire()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(None, future, loop, group, item))
+        return await future
+
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on the reader thread's connection and return its result."""
         if self._closed:
@@ -101,7 +172,7 @@ class SqliteDatabase:
         return await loop.run_in_executor(self._reader, self._run_read, fn)
 
     async def close(self) -> None:
-        """Finish queued writes, stop both threads and close the connections; safe twice."""
+        """Finish queued writes, stop the threads and close the connections; safe twice."""
         if self._closed:
             return
         self._closed = True
@@ -109,6 +180,11 @@ class SqliteDatabase:
         if writer is not None:
             self._jobs.put(_STOP)
             await asyncio.to_thread(writer.join)
+        checkpointer = self._checkpointer
+        if checkpointer is not None:
+            self._stop_checkpoints = True
+            self._committed.set()
+            await asyncio.to_thread(checkpointer.join)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._reader, self._close_reader)
         self._reader.shutdown(wait=True)
@@ -116,7 +192,10 @@ class SqliteDatabase:
     # -- threads ---------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        # Grouped writes use multi-row statements of many sizes: keep them all prepared.
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, cached_statements=512
+        )
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
@@ -131,6 +210,27 @@ class SqliteDatabase:
         if self._reader_conn is not None:
             self._reader_conn.close()
             self._reader_conn = None
+
+    def _checkpoint_loop(self) -> None:
+        try:
+            conn = self._connect()
+            conn.execute("PRAGMA synchronous = FULL")
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("sqlite checkpointer not started: %s", exc.__class__.__name__)
+            return
+        try:
+            while True:
+                self._committed.wait()
+                if self._stop_checkpoints:
+                    return
+                self._committed.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    log.warning("sqlite checkpoint failed: %s", exc.__class__.__name__)
+                time.sleep(self._checkpoint_interval)
+        finally:
+            conn.close()
 
     def _write_loop(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
         try:
@@ -170,36 +270,73 @@ class SqliteDatabase:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        outcomes: list[tuple[Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
+        units = _units(batch)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = job.fn(conn)
-                except Exception as exc:  # noqa: BLE001 - the job's own failure: undo only this job
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((None, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((result, None))
+            found = self._run_optimistic(conn, units)
+            if found is None:
+                # Something failed: start over with a savepoint per unit, so that only the
+                # failing writes are undone (jobs are functions of the database alone).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                _discard(batch)
+                conn.execute("BEGIN IMMEDIATE")
+                found = [outcome for unit in units for outcome in self._run_unit(conn, unit)]
+            outcomes = found
             conn.execute("COMMIT")
             self.commits += 1
+            self._committed.set()
         except sqlite3.Error as exc:
             log.exception("sqlite commit of %d writes failed", len(batch))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            _discard(batch)
             failure = StoreUnavailable(f"the database write failed: {exc.__class__.__name__}")
             outcomes = [(None, failure)] * len(batch)
+        # One wakeup of the loop per batch, not one per job.
+        settled: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
         for job, (result, error) in zip(batch, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(self._finish, job.future, result, error)
+            settled.setdefault(job.loop, []).append((job.future, result, error))
+        for loop, results in settled.items():
+            loop.call_soon_threadsafe(self._finish, results)
 
-    def _finish(
-        self, future: asyncio.Future[Any], result: Any, error: BaseException | None
-    ) -> None:
-        self._room.release()
-        _settle(future, result, error)
+    @staticmethod
+    def _run_optimistic(conn: sqlite3.Connection, units: list[list[_Job]]) -> list[Outcome] | None:
+        """Every unit without savepoints (two statements less each); None if one raised."""
+        outcomes: list[Outcome] = []
+        for unit in units:
+            try:
+                outcomes += _apply(conn, unit)
+            except Exception:  # noqa: BLE001 - rerun with savepoints, where it is reported
+                return None
+        return outcomes
+
+    @staticmethod
+    def _run_unit(conn: sqlite3.Connection, unit: list[_Job]) -> list[Outcome]:
+        """One plain job, or consecutive items of one group, inside a savepoint of their own."""
+        conn.execute("SAVEPOINT job")
+        group = unit[0].group
+        try:
+            outcomes = _apply(conn, unit)
+        except RunAlone:
+            conn.execute("ROLLBACK TO job")
+            assert group is not None
+            group.discard()
+            outcomes = [_run_alone(conn, group, job.item) for job in unit]
+        except Exception as exc:  # noqa: BLE001 - the unit's own failure: undo only this unit
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            if group is not None:
+                group.discard()
+            return [(None, exc)] * len(unit)
+        conn.execute("RELEASE job")
+        return outcomes
+
+    def _finish(self, results: list[_Settled]) -> None:
+        for future, result, error in results:
+            self._room.release()
+            _settle(future, result, error)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -218,6 +355,47 @@ class SqliteDatabase:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+
+def _units(batch: list[_Job]) -> list[list[_Job]]:
+    """A batch cut into plain jobs and runs of consecutive items of one group."""
+    units: list[list[_Job]] = []
+    for job in batch:
+        if job.group is not None and units and units[-1][0].group is job.group:
+            units[-1].append(job)
+        else:
+            units.append([job])
+    return units
+
+
+def _apply(conn: sqlite3.Connection, unit: list[_Job]) -> list[Outcome]:
+    group = unit[0].group
+    if group is None:
+        fn = unit[0].fn
+        assert fn is not None
+        return [(fn(conn), None)]
+    outcomes = list(group.run(conn, [job.item for job in unit]))
+    if len(outcomes) != len(unit):
+        raise RuntimeError("a write group answered for the wrong number of items")
+    return outcomes
+
+
+def _run_alone(conn: sqlite3.Connection, group: WriteGroup[Any, Any], item: Any) -> Outcome:
+    conn.execute("SAVEPOINT item")
+    try:
+        result = group.run_one(conn, item)
+    except Exception as exc:  # noqa: BLE001 - this item's own failure: undo only this item
+        conn.execute("ROLLBACK TO item")
+        conn.execute("RELEASE item")
+        group.discard()
+        return None, exc
+    conn.execute("RELEASE item")
+    return result, None
+
+
+def _discard(batch: list[_Job]) -> None:
+    for group in {id(job.group): job.group for job in batch if job.group is not None}.values():
+        group.discard()
 
 
 def _statements(script: str) -> list[str]:
