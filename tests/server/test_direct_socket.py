@@ -10,7 +10,7 @@ import pytest
 import socketio
 
 from careline.server.app_keys import SIO
-from careline.server.socket_server import DirectWebSocket, direct_sockets_supported
+from careline.server.direct_websocket import DirectWebSocket, direct_sockets_supported
 from careline.signaling.identity import Role
 from tests.support import RunningServer, eventually
 

@@ -1,0 +1,205 @@
+"""engine.io sockets that write packets straight to their websocket when nothing is queued.
+
+engine.io queues every outbound packet for a writer task per connection, which wakes for each
+one (a task and a timer per wake-up, and a pass of the event loop before the frame leaves).
+Once a connection is a websocket, `DirectWebSocket` writes a packet from `send` itself when
+nothing is queued ahead of it, and queues it as before otherwise, so packets keep their order.
+A connection opened on the websocket (not upgraded from long-polling) also reads without a task
+and a timer per packet. It relies on engine.io 4's AsyncSocket internals;
+`direct_sockets_supported()` checks them, and without them sockets stay engine.io's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import engineio
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
+from engineio.async_socket import AsyncSocket
+
+log = logging.getLogger(__name__)
+
+
+def direct_sockets_supported() -> bool:
+    """Whether engine.io's AsyncSocket still has the internals DirectWebSocket builds on."""
+    needed = (
+        "send",
+        "poll",
+        "receive",
+        "close",
+        "check_ping_timeout",
+        "_websocket_handler",
+        "_upgrade_websocket",
+    )
+    return all(callable(getattr(AsyncSocket, name, None)) for name in needed) and callable(
+        getattr(engineio.AsyncServer, "_handle_connect", None)
+    )
+
+
+class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
+    """An engine.io socket that writes packets straight to its websocket when it can.
+
+    A packet goes straight out when the connection is an upgraded websocket, nothing waits in
+    the queue, the writer task is idle and no earlier direct write waits for flow control; aiohttp
+    then puts the frame in the transport's buffer at once. Otherwise it is queued as engine.io
+    does. The writer task waits without a timeout once the connection is a websocket (its
+    reader times dead clients out, and pings may now bypass the queue).
+    """
+
+    _direct: Any = None  # engine.io's websocket wrapper while the websocket handler runs
+    _writer_busy = False  # the writer took packets off the queue and is sending them
+    _writing: asyncio.Task[None] | None = None  # a direct write waiting for flow control
+
+    async def send(self, pkt: eio_packet.Packet) -> None:
+        """Send a packet to the client: at once when nothing is ahead of it, else queued."""
+        ws = self._direct
+        if ws is None or not self.upgraded or self.upgrading:
+            await super().send(pkt)
+            return
+        if not await self.check_ping_timeout():
+            return
+        if self._writer_busy or self._writing is not None or not self.queue.empty():
+            await self.queue.put(pkt)
+            return
+        sending: Coroutine[Any, Any, None] = ws.send(pkt.encode())
+        try:
+            waiting = sending.send(None)
+        except StopIteration:
+            return
+        except (ConnectionError, RuntimeError) as exc:
+            # The connection is going away; its reader ends it, as the writer task would.
+            log.debug("direct write to %s failed: %s", self.sid, type(exc).__name__)
+            return
+        self._writing = asyncio.get_running_loop().create_task(_finish(sending, waiting))
+        self._writing.add_done_callback(self._written)
+
+    async def _serve_websocket(self, ws: Any) -> None:
+        """engine.io's loop for a connection opened on the websocket, reading without a task and
+        a timer per packet: it hands each packet to `receive`, closes the websocket when no frame
+        came for ping interval + ping timeout (a watchdog timer re-armed from the time of the
+        last frame), and at the end stops the writer and closes the socket."""
+        self.connected = True
+        self.upgraded = True
+        loop = asyncio.get_running_loop()
+        writer = loop.create_task(self._write_queued(ws))
+        server = self.server
+        limit = server.ping_interval + server.ping_timeout
+        last_read = loop.time()
+        closing: list[asyncio.Task[None]] = []
+        watchdog: asyncio.TimerHandle | None = None
+
+        def watch() -> None:
+            nonlocal watchdog
+            if loop.time() - last_read < limit:
+                watchdog = loop.call_at(last_read + limit, watch)
+            else:
+                log.info("engine.io socket %s: no frame within %.0f s, closing", self.sid, limit)
+                closing.append(loop.create_task(ws.close()))
+
+        watchdog = loop.call_at(last_read + limit, watch)
+        try:
+            while True:
+                try:
+                    data = await ws.wait()
+                except Exception:  # noqa: BLE001 - as engine.io: close, broken socket
+                    break
+                last_read = loop.time()
+                if data is None or len(data) > server.max_http_buffer_size:
+                    break
+                try:
+                    pkt = eio_packet.Packet(encoded_packet=data)
+                except ValueError:
+                    log.info("engine.io socket %s: undecodable frame, closing", self.sid)
+                    break
+                try:
+                    await self.receive(pkt)
+                except eio_exceptions.UnknownPacketError:
+                    pass
+                except eio_exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    log.exception("engine.io socket %s: receive error", self.sid)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            await self.queue.put(None)  # the writer's end-of-stream mark
+            await asyncio.gather(writer, *closing, return_exceptions=True)
+            await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+    async def _write_queued(self, ws: Any) -> None:
+        """engine.io's writer task: send what `poll` returns, in order, until the end mark."""
+        while True:
+            packets = await self.poll()
+            if not packets:
+                break
+            try:
+                for pkt in packets:
+                    await ws.send(pkt.encode())
+            except (ConnectionError, RuntimeError, OSError) as exc:
+                log.debug("engine.io socket %s: write failed: %s", self.sid, type(exc).__name__)
+                break
+        await ws.close()
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        if self._writing is task:
+            self._writing = None
+
+    async def poll(self) -> list[eio_packet.Packet]:
+        """The writer task's wait for queued packets (after any direct write in progress)."""
+        if self._direct is None or not self.upgraded:
+            packets: list[eio_packet.Packet] = await super().poll()
+            return packets
+        self._writer_busy = False
+        first = await self.queue.get()
+        self.queue.task_done()
+        packets = []
+        if first is not None:
+            packets.append(first)
+            while not self.queue.empty():
+                pkt = self.queue.get_nowait()
+                self.queue.task_done()
+                if pkt is None:
+                    self.queue.put_nowait(None)
+                    break
+                packets.append(pkt)
+        while self._writing is not None:
+            await asyncio.wait([self._writing])
+        self._writer_busy = bool(packets)
+        return packets
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        self._direct = ws
+        try:
+            if self.connected:
+                # An upgrade from long-polling: engine.io's own probe handshake and loop.
+                await super()._websocket_handler(ws)
+            else:
+                await self._serve_websocket(ws)
+        finally:
+            self._direct = None
+            writing, self._writing = self._writing, None
+            if writing is not None:
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
+
+
+async def _finish(sending: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Drive a write that suspended on `waiting` (a future, or None for a bare yield)."""
+    try:
+        while True:
+            if isinstance(waiting, asyncio.Future):
+                await asyncio.wait([waiting])
+            else:
+                await asyncio.sleep(0)
+            try:
+                waiting = sending.send(None)
+            except StopIteration:
+                return
+    except (ConnectionError, RuntimeError) as exc:
+        log.debug("direct write failed: %s", type(exc).__name__)
+    finally:
+        sending.close()
