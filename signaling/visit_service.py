@@ -14,19 +14,29 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from careline.signaling.errors import Conflict, Forbidden, InvalidPayload, NotFound, SignalingError
+from careline.signaling.background_work import BackgroundWork
+from careline.signaling.errors import (
+    Conflict,
+    Forbidden,
+    InvalidPayload,
+    NotFound,
+    SignalingError,
+    WrongNode,
+)
 from careline.signaling.identity import Principal, Role, subject_revocation_key
+from careline.signaling.keyed_locks import KeyedLocks
 from careline.signaling.media_gateway import (
     MediaGateway,
     MediaOffer,
     MediaStats,
     TrackInfo,
 )
+from careline.signaling.media_payloads import offer_payload, tracks_payload
 from careline.signaling.schemas import IceServerInfo
 from careline.signaling.stores import AuditStore, RevocationStore
 from careline.signaling.visit import (
@@ -39,6 +49,7 @@ from careline.signaling.visit import (
     derive_visit_state,
     transition_participant,
 )
+from careline.signaling.visit_placement import VisitPlacer
 from careline.signaling.visit_store import VisitStore
 
 log = logging.getLogger(__name__)
@@ -111,12 +122,6 @@ class _Live:
     briefed: bool = False
 
 
-@dataclass(slots=True)
-class _LockEntry:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 def visit_room(visit_id: str) -> str:
     """The room of everyone admitted to a visit."""
     return f"visit:{visit_id}"
@@ -147,8 +152,10 @@ class VisitService:
         clock: Callable[[], float] = time.time,
         max_participants: int = 8,
         quality_interval: float = 2.0,
+        placement: VisitPlacer | None = None,
     ) -> None:
         self._store = store
+        self._placement = placement
         self._quality_interval = quality_interval
         self._quality_task: asyncio.Task[None] | None = None
         self._max_participants = max_participants
@@ -162,8 +169,8 @@ class VisitService:
         self._channel: VisitChannel | None = None
         self._by_sid: dict[str, _Live] = {}
         self._by_participant: dict[str, _Live] = {}
-        self._locks: dict[str, _LockEntry] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks = KeyedLocks()
+        self._work = BackgroundWork("visit")
         self._closed = False
 
     def bind(self, channel: VisitChannel) -> None:
@@ -256,6 +263,7 @@ class VisitService:
                 raise Forbidden(
                     f"this participant was {me.state.value}", code=f"visit.{me.state.value}"
                 )
+            await self._check_placement(visit_id)
             before = self._by_participant.get(me.participant_id)
             same_socket = before is not None and before.sid == sid
             await self._replace_live(me.participant_id, sid)
@@ -390,8 +398,7 @@ class VisitService:
         """Tell the participant which publisher each of its m-lines now carries."""
         live = self._by_participant.get(session_id)
         if live is not None and live.grace is None:
-            payload = {"tracks": [dataclasses.asdict(t) for t in tracks]}
-            self._spawn(self.channel.emit("media.tracks", payload, live.sid))
+            self._spawn(self.channel.emit("media.tracks", tracks_payload(tracks), live.sid))
 
     def media_state(self, session_id: str, state: str) -> None:
         """Pass the peer connection state to the participant's socket."""
@@ -474,9 +481,7 @@ class VisitService:
         for live in list(self._by_participant.values()):
             if live.grace is not None:
                 live.grace.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._work.close()
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -488,25 +493,22 @@ class VisitService:
         if principal.visit_id is None and principal.role is Role.PARENT:
             raise Forbidden("a family member's token must name the visit")
 
+    async def _check_placement(self, visit_id: str) -> None:
+        """With several nodes, a visit's media lives on one: joins elsewhere are sent there."""
+        if self._placement is None:
+            return
+        owner = await self._placement.owner(visit_id)
+        if owner.node_id != self._placement.node_id:
+            raise WrongNode("this visit is served by another node", node_url=owner.url)
+
     def _live(self, sid: str) -> _Live:
         live = self._by_sid.get(sid)
         if live is None:
             raise Conflict("join a visit first", code="visit.not_joined")
         return live
 
-    @asynccontextmanager
-    async def _visit_lock(self, visit_id: str) -> AsyncIterator[None]:
-        entry = self._locks.get(visit_id)
-        if entry is None:
-            entry = self._locks[visit_id] = _LockEntry()
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[visit_id]
+    def _visit_lock(self, visit_id: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(visit_id)
 
     async def _load(self, visit_id: str) -> tuple[Visit, list[Participant]]:
         visit = await self._store.get(visit_id)
@@ -645,21 +647,8 @@ class VisitService:
     async def _record(self, visit_id: str, actor: str, action: str, detail: dict[str, Any]) -> None:
         await self._audit.append(visit_id, actor, action, detail, at=self._clock())
 
-    def _spawn(self, work: Any) -> None:
-        if self._closed:
-            work.close()
-            return
-        task = asyncio.get_running_loop().create_task(self._guard(work))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _guard(self, work: Any) -> None:
-        try:
-            await work
-        except SignalingError as exc:
-            log.warning("visit background work failed: %s", exc.code)
-        except ConnectionError:
-            log.info("visit background work lost its connection")
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._work.spawn(work)
 
 
 def roster_payload(visit: Visit, participants: Sequence[Participant]) -> dict[str, Any]:
@@ -677,15 +666,6 @@ def roster_payload(visit: Visit, participants: Sequence[Participant]) -> dict[st
 def _quality_payload(live: _Live) -> dict[str, Any]:
     """A `visit.quality` push: one participant's network-quality level."""
     return {"participant_id": live.participant_id, "level": live.quality}
-
-
-def offer_payload(offer: MediaOffer) -> dict[str, Any]:
-    """A media offer as sent to clients."""
-    return {
-        "sdp": offer.sdp,
-        "tracks": [dataclasses.asdict(t) for t in offer.tracks],
-        "publish": dict(offer.publish),
-    }
 
 
 def _new_id(prefix: str) -> str:

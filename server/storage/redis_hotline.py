@@ -6,10 +6,14 @@ same call or the same pharmacist cannot both succeed; the loser gets `hotline.st
 again. Every key shares the hash tag `{hotline}` (one slot); like the thread store, the hotline
 needs a single Redis (with replicas), not Redis Cluster across slots of other stores.
 
-Keys under `<prefix>:{hotline}:`: `calls` (id -> record), `call_versions`, `open` (ids of
-queued, ringing and connected calls), `kiosk_open` (kiosk -> its open call), `by_time` (ids by
-enqueue time), `presence` (sub -> record), `presence_versions`, `kiosks`, `kiosk_versions`,
-`skills`, `nodes` (node -> lease end).
+Keys under `<prefix>:{hotline}:` (redis_hotline_keys.py): `calls` (id -> record),
+`call_versions`, `open` (ids of queued, ringing and connected calls), `kiosk_open` (kiosk -> its
+open call), `by_time` (ids by enqueue time), `presence` (sub -> record), `presence_versions`,
+`kiosks`, `kiosk_versions`, `skills`, `nodes` (node -> lease end), and the routing indexes kept
+by the same scripts: `queue` and `queue_requeued` (queued call ids by enqueue time; re-queued
+calls come first) and `available` (available pharmacists by idle-since). `reindex` rebuilds the
+indexes from the records (at open: data written before they existed, or any drift).
+Global dispatch over these indexes is redis_hotline_dispatch.py.
 """
 
 from __future__ import annotations
@@ -28,15 +32,18 @@ from careline.server.storage.hotline_codec import (
     unpack_skills,
 )
 from careline.server.storage.redis_errors import redis_unavailable
+from careline.server.storage.redis_hotline_keys import HotlineKeys
 from careline.signaling.errors import Conflict
-from careline.signaling.hotline_call import Call
+from careline.signaling.hotline_call import Call, CallState
 from careline.signaling.hotline_store import HotlineChange
 from careline.signaling.kiosk import Kiosk
-from careline.signaling.presence import Presence
+from careline.signaling.presence import Presence, PresenceState
 
-# KEYS: calls, call_versions, open, kiosk_open, by_time, presence, presence_versions.
-# ARGV: n, then per call: id, version, kiosk, open (1/0), enqueued_at, data;
-#       m, then per presence: sub, version, data.
+# KEYS: calls, call_versions, open, kiosk_open, by_time, presence, presence_versions, queue,
+#       queue_requeued, available.
+# ARGV: n, then per call: id, version, kiosk, open (1/0), enqueued_at, data,
+#       queued (0: no, 1: queued, 2: queued after a re-queue);
+#       m, then per presence: sub, version, data, idle-since if available (else "").
 _APPLY = """
 local function stale(current, version)
   if version == 1 then return current ~= false end
@@ -51,7 +58,7 @@ for _ = 1, n do
     local holder = redis.call('HGET', KEYS[4], kiosk)
     if holder and holder ~= id then return redis.error_reply('BUSY') end
   end
-  i = i + 6
+  i = i + 7
 end
 local m = tonumber(ARGV[i])
 local j = i + 1
@@ -59,7 +66,7 @@ for _ = 1, m do
   if stale(redis.call('HGET', KEYS[7], ARGV[j]), tonumber(ARGV[j + 1])) then
     return redis.error_reply('STALE')
   end
-  j = j + 3
+  j = j + 4
 end
 i = 2
 for _ = 1, n do
@@ -74,13 +81,19 @@ for _ = 1, n do
     redis.call('SREM', KEYS[3], id)
     if redis.call('HGET', KEYS[4], kiosk) == id then redis.call('HDEL', KEYS[4], kiosk) end
   end
-  i = i + 6
+  redis.call('ZREM', KEYS[8], id)
+  redis.call('ZREM', KEYS[9], id)
+  if ARGV[i + 6] == '1' then redis.call('ZADD', KEYS[8], ARGV[i + 4], id)
+  elseif ARGV[i + 6] == '2' then redis.call('ZADD', KEYS[9], ARGV[i + 4], id) end
+  i = i + 7
 end
 j = i + 1
 for _ = 1, m do
   redis.call('HSET', KEYS[6], ARGV[j], ARGV[j + 2])
   redis.call('HSET', KEYS[7], ARGV[j], ARGV[j + 1])
-  j = j + 3
+  if ARGV[j + 3] == '' then redis.call('ZREM', KEYS[10], ARGV[j])
+  else redis.call('ZADD', KEYS[10], ARGV[j + 3], ARGV[j]) end
+  j = j + 4
 end
 return 1
 """
@@ -106,6 +119,30 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
+# KEYS: open, calls, presence, queue, queue_requeued, available. Scores are written with 17
+# significant digits (a Lua number given to redis.call keeps only 14).
+_REINDEX = """
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local raw = redis.call('HGET', KEYS[2], id)
+  if raw then
+    local call = cmsgpack.unpack(raw)
+    if call.state == 'queued' then
+      local queue = KEYS[4]
+      if call.requeued then queue = KEYS[5] end
+      redis.call('ZADD', queue, string.format('%.17g', call.enqueued_at), id)
+    end
+  end
+end
+local all = redis.call('HGETALL', KEYS[3])
+for k = 1, #all, 2 do
+  local presence = cmsgpack.unpack(all[k + 1])
+  if presence.state == 'available' then
+    redis.call('ZADD', KEYS[6], string.format('%.17g', presence.idle_since), all[k])
+  end
+end
+return 1
+"""
 # KEYS: kiosks, kiosk_versions; ARGV: id, version, data. Insert if absent.
 _ADD_KIOSK = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return redis.error_reply('EXISTS') end
@@ -118,20 +155,21 @@ return 1
 class RedisHotlineStore:
     """The hotline on Redis; every change of calls and presence is one Lua compare-and-set."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, keys: HotlineKeys) -> None:
         self._client = client
-        base = f"{prefix}:{{hotline}}"
-        self._calls = f"{base}:calls"
-        self._call_versions = f"{base}:call_versions"
-        self._open = f"{base}:open"
-        self._kiosk_open = f"{base}:kiosk_open"
-        self._by_time = f"{base}:by_time"
-        self._presence = f"{base}:presence"
-        self._presence_versions = f"{base}:presence_versions"
-        self._kiosks = f"{base}:kiosks"
-        self._kiosk_versions = f"{base}:kiosk_versions"
-        self._skills = f"{base}:skills"
-        self._nodes = f"{base}:nodes"
+        self._keys = keys
+        self._calls = keys.calls
+        self._call_versions = keys.call_versions
+        self._open = keys.open
+        self._kiosk_open = keys.kiosk_open
+        self._by_time = keys.by_time
+        self._presence = keys.presence
+        self._presence_versions = keys.presence_versions
+        self._kiosks = keys.kiosks
+        self._kiosk_versions = keys.kiosk_versions
+        self._skills = keys.skills
+        self._nodes = keys.nodes
+        self._reindex = client.register_script(_REINDEX)
         self._apply = client.register_script(_APPLY)
         self._open_calls = client.register_script(_OPEN_CALLS)
         self._add_kiosk = client.register_script(_ADD_KIOSK)
@@ -197,10 +235,12 @@ class RedisHotlineStore:
                 1 if call.is_open else 0,
                 repr(call.enqueued_at),
                 pack(call),
+                _queued(call),
             ]
         args.append(len(change.presences))
         for presence in change.presences:
-            args += [presence.sub, presence.version, pack(presence)]
+            idle = repr(presence.idle_since) if presence.state is PresenceState.AVAILABLE else ""
+            args += [presence.sub, presence.version, pack(presence), idle]
         keys = [
             self._calls,
             self._call_versions,
@@ -209,6 +249,9 @@ class RedisHotlineStore:
             self._by_time,
             self._presence,
             self._presence_versions,
+            self._keys.queue,
+            self._keys.queue_requeued,
+            self._keys.available,
         ]
         async with redis_unavailable():
             try:
@@ -267,6 +310,21 @@ class RedisHotlineStore:
             values = await self._client.hvals(self._presence)
         return [unpack_presence(_bytes(v)) for v in values]
 
+    async def reindex(self) -> None:
+        """Rebuild the routing indexes from the records (one atomic script)."""
+        keys = self._keys
+        async with redis_unavailable():
+            await self._reindex(
+                keys=[
+                    keys.open,
+                    keys.calls,
+                    keys.presence,
+                    keys.queue,
+                    keys.queue_requeued,
+                    keys.available,
+                ]
+            )
+
     # -- nodes -----------------------------------------------------------------------------------
 
     async def heartbeat(self, node: str, until: float) -> None:
@@ -281,6 +339,13 @@ class RedisHotlineStore:
         async with redis_unavailable():
             nodes = await self._client.zrangebyscore(self._nodes, f"({now!r}", "+inf")
         return frozenset(_bytes(n).decode() for n in nodes)
+
+
+def _queued(call: Call) -> int:
+    """Where a call stands in the queue indexes: 0 not queued, 1 queued, 2 re-queued."""
+    if call.state is not CallState.QUEUED:
+        return 0
+    return 2 if call.requeued else 1
 
 
 def _bytes(value: object) -> bytes:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 import pytest
@@ -62,6 +62,23 @@ def order_token(
     return order_tokens(settings, time.time).issue(order_id, ttl, skills).token
 
 
+class Ringing(NamedTuple):
+    """A pharmacist console rung for a kiosk's call (`call`: the kiosk's placing reply)."""
+
+    pharmacist: HotlineClient
+    kiosk: HotlineClient
+    call: dict[str, Any]
+
+
+class Answered(NamedTuple):
+    """A call the pharmacist accepted (`accepted`: the accept's reply)."""
+
+    pharmacist: HotlineClient
+    kiosk: HotlineClient
+    call: dict[str, Any]
+    accepted: dict[str, Any]
+
+
 class Hotline:
     """A running server plus helpers: admin REST, kiosks, pharmacists; closes its clients."""
 
@@ -102,15 +119,24 @@ class Hotline:
         self._orders += 1
         return order_token(self.settings, f"ord-{self._orders}", ttl, skills)
 
+    async def registered_kiosk(self, kiosk_id: str) -> tuple[str, str]:
+        """Register a kiosk and exchange its secret; returns (kiosk token, secret)."""
+        _, secret = await self.register_kiosk(kiosk_id)
+        return await self.kiosk_token(kiosk_id, secret), secret
+
+    async def connect(self, token: str, video: Clip | None = None) -> HotlineClient:
+        """A client connected with `token` (closed by `close`)."""
+        client = HotlineClient(self.url, token, video=video)
+        self.clients.append(client)
+        await client.connect()
+        return client
+
     async def kiosk(
         self, kiosk_id: str, skills: tuple[str, ...] = (), video: Clip | None = None
     ) -> HotlineClient:
         """A registered, connected kiosk."""
         _, secret = await self.register_kiosk(kiosk_id, skills)
-        client = HotlineClient(self.url, await self.kiosk_token(kiosk_id, secret), video=video)
-        self.clients.append(client)
-        await client.connect()
-        return client
+        return await self.connect(await self.kiosk_token(kiosk_id, secret), video=video)
 
     async def pharmacist(
         self,
@@ -125,12 +151,28 @@ class Hotline:
                 "PUT", f"/api/hotline/pharmacists/{sub}", {"skills": list(skills)}
             )
             assert status == 200, body
-        client = HotlineClient(self.url, self.server.token(Role.PHARMACIST, sub), video=video)
-        self.clients.append(client)
-        await client.connect()
+        client = await self.connect(self.server.token(Role.PHARMACIST, sub), video=video)
         if available:
             await client.available()
         return client
+
+    async def ringing(
+        self, pharmacist: str = "ph-1", kiosk: str = "k-1", video: Clip | None = None
+    ) -> Ringing:
+        """An available pharmacist rung for the call a new kiosk just placed."""
+        console = await self.pharmacist(pharmacist, video=video)
+        caller = await self.kiosk(kiosk, video=video)
+        call = await caller.place_call(self.order())
+        await console.wait_event("hotline.offer")
+        return Ringing(console, caller, call)
+
+    async def answered(
+        self, pharmacist: str = "ph-1", kiosk: str = "k-1", video: Clip | None = None
+    ) -> Answered:
+        """As `ringing`, then the pharmacist accepts; `accepted` is the accept's reply."""
+        rung = await self.ringing(pharmacist, kiosk, video)
+        accepted = await rung.pharmacist.accept(rung.call["call_id"])
+        return Answered(rung.pharmacist, rung.kiosk, rung.call, accepted)
 
     async def record(self, call_id: str) -> dict[str, Any]:
         status, body = await self.rest("GET", f"/api/hotline/calls/{call_id}")

@@ -133,11 +133,9 @@ async def test_kiosk_registry_secrets_and_admin_only(hotline: Hotline) -> None:
 
 
 async def test_disabling_a_kiosk_ends_its_call_and_refuses_its_tokens(hotline: Hotline) -> None:
-    kiosk_id, secret = await hotline.register_kiosk("k-1")
-    token = await hotline.kiosk_token(kiosk_id, secret)
-    kiosk = HotlineClient(hotline.url, token)
-    hotline.clients.append(kiosk)
-    await kiosk.connect()
+    kiosk_id = "k-1"
+    token, secret = await hotline.registered_kiosk(kiosk_id)
+    kiosk = await hotline.connect(token)
     pharmacist = await hotline.pharmacist("ph-1")
     call = await kiosk.place_call(hotline.order())
     await pharmacist.wait_event("hotline.offer")
@@ -161,7 +159,5 @@ async def test_disabling_a_kiosk_ends_its_call_and_refuses_its_tokens(hotline: H
 
     status, _ = await hotline.rest("POST", f"/api/kiosks/{kiosk_id}/enable")
     assert status == 200
-    again = HotlineClient(hotline.url, await hotline.kiosk_token(kiosk_id, secret))
-    hotline.clients.append(again)
-    await again.connect()
+    again = await hotline.connect(await hotline.kiosk_token(kiosk_id, secret))
     await again.place_call(hotline.order())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from careline.loadtest.hotline_client import HotlineClient
 from tests.hotline.conftest import Hotline, poll
 
 
@@ -52,11 +51,7 @@ async def test_pharmacist_gone_while_ringing_requeues_the_call_at_the_head(
 
 
 async def test_pharmacist_gone_mid_call_ends_it_and_tells_the_kiosk(hotline: Hotline) -> None:
-    pharmacist = await hotline.pharmacist("ph-1")
-    kiosk = await hotline.kiosk("k-1")
-    call = await kiosk.place_call(hotline.order())
-    await pharmacist.wait_event("hotline.offer")
-    await pharmacist.accept(call["call_id"])
+    pharmacist, kiosk, _, _ = await hotline.answered()
     await pharmacist.close()
     ended = await kiosk.wait_event("hotline.call", where=lambda c: c["state"] == "completed")
     assert ended["end_reason"] == "pharmacist_disconnected"
@@ -80,16 +75,11 @@ async def test_pharmacist_gone_in_wrap_up_or_available_is_offline(hotline: Hotli
 
 
 async def test_kiosk_back_within_grace_keeps_its_place(hotline: Hotline) -> None:
-    kiosk_id, secret = await hotline.register_kiosk("k-1")
-    token = await hotline.kiosk_token(kiosk_id, secret)
-    kiosk = HotlineClient(hotline.url, token)
-    hotline.clients.append(kiosk)
-    await kiosk.connect()
+    token, _ = await hotline.registered_kiosk("k-1")
+    kiosk = await hotline.connect(token)
     call = await kiosk.place_call(hotline.order())
     await kiosk.close()
-    again = HotlineClient(hotline.url, token)
-    hotline.clients.append(again)
-    await again.connect()
+    again = await hotline.connect(token)
     resumed = await again.call("hotline.resume")
     assert resumed["call"]["call_id"] == call["call_id"]
     assert resumed["call"]["kiosk_connected"] is True
@@ -111,10 +101,7 @@ async def test_kiosk_gone_while_queued_abandons_after_the_grace(hotline: Hotline
 
 
 async def test_kiosk_gone_while_ringing_frees_the_pharmacist(hotline: Hotline) -> None:
-    pharmacist = await hotline.pharmacist("ph-1")
-    kiosk = await hotline.kiosk("k-1")
-    call = await kiosk.place_call(hotline.order())
-    await pharmacist.wait_event("hotline.offer")
+    pharmacist, kiosk, call = await hotline.ringing()
     await kiosk.close()
     # Accepting within the grace still works: the kiosk may come back. Here it does not.
     withdrawn = await pharmacist.wait_event("hotline.offer_withdrawn", within=5)
@@ -126,11 +113,7 @@ async def test_kiosk_gone_while_ringing_frees_the_pharmacist(hotline: Hotline) -
 
 
 async def test_kiosk_gone_mid_call_completes_after_the_grace(hotline: Hotline) -> None:
-    pharmacist = await hotline.pharmacist("ph-1")
-    kiosk = await hotline.kiosk("k-1")
-    call = await kiosk.place_call(hotline.order())
-    await pharmacist.wait_event("hotline.offer")
-    await pharmacist.accept(call["call_id"])
+    pharmacist, kiosk, _, _ = await hotline.answered()
     await kiosk.close()
     ended = await pharmacist.wait_event(
         "hotline.call", where=lambda c: c["state"] == "completed", within=5

@@ -203,11 +203,7 @@ async def test_callback_is_offered_after_a_long_wait_and_recorded(tmp_path: Path
 
 
 async def test_metrics_and_stats_without_ids(hotline: Hotline) -> None:
-    pharmacist = await hotline.pharmacist("ph-metrics")
-    kiosk = await hotline.kiosk("k-metrics")
-    call = await kiosk.place_call(hotline.order())
-    await pharmacist.wait_event("hotline.offer")
-    await pharmacist.accept(call["call_id"])
+    pharmacist, kiosk, call, _ = await hotline.answered("ph-metrics", "k-metrics")
     await pharmacist.call("hotline.end")
     await kiosk.place_call(hotline.order())
     stats = (await hotline.rest("GET", "/api/hotline/stats"))[1]

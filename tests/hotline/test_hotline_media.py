@@ -21,11 +21,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Clip:
 async def test_kiosk_and_pharmacist_see_each_other_then_media_closes(
     hotline: Hotline, clip: Clip
 ) -> None:
-    pharmacist = await hotline.pharmacist("ph-1", video=clip)
-    kiosk = await hotline.kiosk("k-1", video=clip)
-    call = await kiosk.place_call(hotline.order())
-    await pharmacist.wait_event("hotline.offer")
-    accepted = await pharmacist.accept(call["call_id"])
+    pharmacist, kiosk, _, accepted = await hotline.answered(video=clip)
     connected = await kiosk.wait_event("hotline.call", where=lambda c: c["state"] == "connected")
     kiosk_session, pharmacist_session = connected["session_id"], accepted["session_id"]
     assert kiosk_session

@@ -1,8 +1,9 @@
 """Two `careline serve` processes sharing one redis-server: every call is dispatched once.
 
-Kiosks and pharmacists are spread over both nodes; each node routes calls to its own
-pharmacists, and the Lua compare-and-set in Redis decides every race. A node killed with
-SIGKILL loses its lease: the other node frees the calls its pharmacists were ringing for.
+Kiosks and pharmacists are spread over both nodes; either node routes any call to the globally
+longest-idle pharmacist in one Lua script, and rings reach a pharmacist on the other node over
+the node bus (Redis pub/sub). A node killed with SIGKILL loses its lease: the other node frees
+the calls its pharmacists were ringing for.
 """
 
 from __future__ import annotations
@@ -187,6 +188,48 @@ async def test_two_nodes_dispatch_every_call_exactly_once(
             assert {call_id for call_id, _ in offers} == call_ids
             for call_id in call_ids:
                 record = await cluster.rest("GET", f"/api/hotline/calls/{call_id}")
+                assert record["offers"] == 1
+        finally:
+            await cluster.close()
+
+
+async def test_the_longest_idle_pharmacist_gets_the_call_whatever_node_holds_them(
+    tmp_path: Path, redis: RedisServer, cluster_settings: Settings
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    # Sweeps only every 10 s (the most allowed): rings and answers must come from dispatch
+    # rounds and node notices, not from a sweep catching up.
+    quiet = {
+        "CARELINE_HOTLINE_SWEEP_SECONDS": "10",
+        "CARELINE_HOTLINE_NODE_LEASE_SECONDS": "120",
+    }
+    async with (
+        node(tmp_path / "a", redis, prefix, **quiet) as (_, url_a),
+        node(tmp_path / "b", redis, prefix, **quiet) as (_, url_b),
+    ):
+        cluster = Cluster(cluster_settings, [url_a, url_b])
+        try:
+            idle_longer = await cluster.pharmacist("ph-a", on=0)
+            idle_shorter = await cluster.pharmacist("ph-b", on=1)
+            kiosk_b = await cluster.kiosk("k-b", on=1)
+            placed = await kiosk_b.place_call(cluster.order())
+            offer = await idle_longer.wait_event("hotline.offer", within=5)
+            assert offer["call_id"] == placed["call_id"]
+            assert idle_shorter.pushes("hotline.offer") == []
+            await idle_longer.accept(offer["call_id"])
+            await kiosk_b.wait_event(
+                "hotline.call", where=lambda c: c["state"] == "connected", within=5
+            )
+            # A call placed on node A goes to the one pharmacist left, on node B.
+            kiosk_a = await cluster.kiosk("k-a", on=0)
+            second = await kiosk_a.place_call(cluster.order())
+            offer = await idle_shorter.wait_event("hotline.offer", within=5)
+            assert offer["call_id"] == second["call_id"]
+            await asyncio.sleep(0.3)  # time for any double offer to show up
+            assert len(idle_longer.pushes("hotline.offer")) == 1
+            assert len(idle_shorter.pushes("hotline.offer")) == 1
+            for call in (placed, second):
+                record = await cluster.rest("GET", f"/api/hotline/calls/{call['call_id']}")
                 assert record["offers"] == 1
         finally:
             await cluster.close()

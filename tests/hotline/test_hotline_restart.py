@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from careline.loadtest.hotline_client import HotlineClient
 from careline.loadtest.ice import restrict_host_addresses
 from tests.hotline.conftest import Hotline, hotline_settings
 from tests.support import running_server
@@ -21,11 +20,8 @@ async def test_queued_calls_survive_a_restart(tmp_path: Path) -> None:
         try:
             ringing_pharmacist = await hotline.pharmacist("ph-old")
             for name in ("k-back", "k-gone", "k-third"):
-                kiosk_id, secret = await hotline.register_kiosk(name)
-                tokens[name] = await hotline.kiosk_token(kiosk_id, secret)
-                client = HotlineClient(hotline.url, tokens[name])
-                hotline.clients.append(client)
-                await client.connect()
+                tokens[name], _ = await hotline.registered_kiosk(name)
+                client = await hotline.connect(tokens[name])
                 calls[name] = (await client.place_call(hotline.order()))["call_id"]
             offer = await ringing_pharmacist.wait_event("hotline.offer")
             assert offer["call_id"] == calls["k-back"]  # the first call rings at shutdown
@@ -39,9 +35,7 @@ async def test_queued_calls_survive_a_restart(tmp_path: Path) -> None:
                 record = await hotline.record(call_id)
                 assert record["call"]["state"] in ("queued", "ringing"), name
                 assert record["events"][0]["action"] == "enqueued"
-            back = HotlineClient(hotline.url, tokens["k-back"])
-            hotline.clients.append(back)
-            await back.connect()
+            back = await hotline.connect(tokens["k-back"])
             resumed = await back.call("hotline.resume")
             assert resumed["call"]["call_id"] == calls["k-back"]
             # The pharmacist whose console was on the old process is offline now, and the call

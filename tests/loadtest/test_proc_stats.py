@@ -76,7 +76,8 @@ def test_this_process_is_measured() -> None:
         pass  # burn 0.2 s of CPU
     after = sample_cpu([pid])
     assert after.cpu_seconds[pid] - before.cpu_seconds[pid] >= 0.15
-    assert 50.0 < cpu_percent(before, after, pid) <= 100.0 * (os.cpu_count() or 1) + 5
+    # No lower bound on the share: other processes may have had the core part of the time.
+    assert 0.0 < cpu_percent(before, after, pid) <= 100.0 * (os.cpu_count() or 1) + 5
     assert read_cpu_seconds(pid) >= after.cpu_seconds[pid]
     assert host_cpu_percent(before, after) >= cpu_percent(before, after, pid) - 10
 

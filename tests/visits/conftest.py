@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Clip:
     return video_clip("vp8", width=320, height=240, bitrate=300_000, seconds=2.0, cache_dir=cache)
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    """A server whose SFU gathers on 127.0.0.1 only, with a short reconnect grace."""
+@asynccontextmanager
+async def visit_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[RunningServer]:
+    """A server whose SFU gathers on 127.0.0.1 only, with a 3 s reconnect grace (`overrides`
+    are settings by dotted name)."""
     restrict_host_addresses(["127.0.0.1"])
     settings = make_settings(
         tmp_path / "data",
@@ -33,9 +35,17 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
             "media.host_addresses": ["127.0.0.1"],
             "media.keyframe_interval_seconds": 0.2,
             "visits.reconnect_grace_seconds": 3.0,
+            **overrides,
         },
     )
     async with running_server(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A server whose SFU gathers on 127.0.0.1 only, with a short reconnect grace."""
+    async with visit_server(tmp_path) as running:
         yield running
 
 
@@ -62,6 +72,47 @@ async def create_visit(server: RunningServer, kinds: list[str], codec: str = "vp
     tokens = {p["kind"]: p["token"] for p in created["invited"]}
     ids = {p["kind"]: p["participant_id"] for p in created["invited"]}
     return CreatedVisit(created["visit"]["visit_id"], tokens, ids)
+
+
+async def joined(
+    server: RunningServer,
+    clients: list[VisitClient],
+    token: str,
+    visit_id: str,
+    clip: Clip | None = None,
+    sound: Clip | None = None,
+) -> VisitClient:
+    """A client connected with `token` that joined the visit (added to `clients`)."""
+    client = VisitClient(server.url, token, video=clip, audio=sound)
+    clients.append(client)
+    await client.connect()
+    await client.join(visit_id)
+    return client
+
+
+async def admitted(
+    server: RunningServer, clients: list[VisitClient], clip: Clip, kinds: list[str]
+) -> tuple[CreatedVisit, VisitClient, VisitClient]:
+    """A visit whose clinician admitted the parent, both with media started; `kinds` are the
+    other invitees (who have not joined)."""
+    visit = await create_visit(server, ["parent", *kinds])
+    ids = visit.participant_ids
+    doctor = await joined(server, clients, visit.tokens["clinician"], visit.visit_id, clip)
+    parent = await joined(server, clients, visit.tokens["parent"], visit.visit_id, clip)
+    await doctor.call("visit.admit", {"participant_id": ids["parent"]})
+    await doctor.start_media()
+    await parent.start_media()
+    return visit, doctor, parent
+
+
+async def in_call(
+    server: RunningServer, clients: list[VisitClient], clip: Clip, kinds: list[str]
+) -> tuple[CreatedVisit, VisitClient, VisitClient]:
+    """As `admitted`, once clinician and parent receive each other's video."""
+    visit, doctor, parent = await admitted(server, clients, clip, kinds)
+    await doctor.frames_from(visit.participant_ids["parent"], 5)
+    await parent.frames_from(visit.participant_ids["clinician"], 5)
+    return visit, doctor, parent
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 
 from careline.loadtest.clips import Clip, audio_clip
-from careline.loadtest.ice import restrict_host_addresses
 from careline.loadtest.visit_client import VisitClient, VisitError
 from careline.server.app_keys import MEDIA, VISITS
 from careline.signaling.identity import Role
-from tests.support import RunningServer, eventually, make_settings, open_fds, running_server
-from tests.visits.conftest import CreatedVisit, create_visit
+from tests.support import RunningServer, eventually, open_fds
+from tests.visits.conftest import create_visit, in_call, joined, visit_server
 
 GRACE = 1.0
 
@@ -27,53 +26,13 @@ GRACE = 1.0
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A loopback server with the shortest reconnect grace (1 s)."""
-    restrict_host_addresses(["127.0.0.1"])
-    settings = make_settings(
-        tmp_path / "data",
-        **{
-            "media.host_addresses": ["127.0.0.1"],
-            "media.keyframe_interval_seconds": 0.2,
-            "visits.reconnect_grace_seconds": GRACE,
-        },
-    )
-    async with running_server(settings) as running:
+    async with visit_server(tmp_path, **{"visits.reconnect_grace_seconds": GRACE}) as running:
         yield running
 
 
 @pytest.fixture(scope="session")
 def sound(tmp_path_factory: pytest.TempPathFactory) -> Clip:
     return audio_clip(seconds=2.0, cache_dir=Path(tmp_path_factory.mktemp("sound")))
-
-
-async def joined(
-    server: RunningServer,
-    clients: list[VisitClient],
-    token: str,
-    visit_id: str,
-    clip: Clip | None = None,
-    sound: Clip | None = None,
-) -> VisitClient:
-    client = VisitClient(server.url, token, video=clip, audio=sound)
-    clients.append(client)
-    await client.connect()
-    await client.join(visit_id)
-    return client
-
-
-async def in_call(
-    server: RunningServer, clients: list[VisitClient], clip: Clip, kinds: list[str]
-) -> tuple[CreatedVisit, VisitClient, VisitClient]:
-    """A visit whose clinician and parent exchange video; `kinds` are the other invitees."""
-    visit = await create_visit(server, ["parent", *kinds])
-    ids = visit.participant_ids
-    doctor = await joined(server, clients, visit.tokens["clinician"], visit.visit_id, clip)
-    parent = await joined(server, clients, visit.tokens["parent"], visit.visit_id, clip)
-    await doctor.call("visit.admit", {"participant_id": ids["parent"]})
-    await doctor.start_media()
-    await parent.start_media()
-    await doctor.frames_from(ids["parent"], 5)
-    await parent.frames_from(ids["clinician"], 5)
-    return visit, doctor, parent
 
 
 async def still_flowing(client: VisitClient, publisher: str, frames: int = 5) -> None:

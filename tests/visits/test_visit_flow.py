@@ -13,23 +13,13 @@ from careline.loadtest.visit_client import VisitClient, VisitError
 from careline.server.app_keys import MEDIA
 from careline.signaling.identity import Role
 from tests.support import RunningServer, eventually
-from tests.visits.conftest import create_visit
+from tests.visits.conftest import admitted, create_visit, joined
 
 
 @pytest.fixture(scope="session")
 def h264_clip(tmp_path_factory: pytest.TempPathFactory) -> Clip:
     cache = Path(tmp_path_factory.mktemp("h264"))
     return video_clip("h264", width=320, height=240, bitrate=300_000, seconds=2.0, cache_dir=cache)
-
-
-async def joined(
-    server: RunningServer, clients: list[VisitClient], token: str, visit_id: str, clip: Clip | None
-) -> VisitClient:
-    client = VisitClient(server.url, token, video=clip)
-    clients.append(client)
-    await client.connect()
-    await client.join(visit_id)
-    return client
 
 
 async def test_waiting_room_admit_and_media_both_ways(
@@ -82,13 +72,8 @@ async def test_a_parent_cannot_become_host_or_join_another_visit(
 async def test_three_party_leave_and_continue(
     server: RunningServer, clients: list[VisitClient], clip: Clip
 ) -> None:
-    visit = await create_visit(server, ["parent", "interpreter"])
+    visit, doctor, parent = await admitted(server, clients, clip, ["interpreter"])
     ids = visit.participant_ids
-    doctor = await joined(server, clients, visit.tokens["clinician"], visit.visit_id, clip)
-    parent = await joined(server, clients, visit.tokens["parent"], visit.visit_id, clip)
-    await doctor.call("visit.admit", {"participant_id": ids["parent"]})
-    await doctor.start_media()
-    await parent.start_media()
     await parent.frames_from(ids["clinician"], 5)
 
     loop = asyncio.get_running_loop()
@@ -112,13 +97,8 @@ async def test_three_party_leave_and_continue(
 async def test_rejoin_within_grace_needs_no_new_admit(
     server: RunningServer, clients: list[VisitClient], clip: Clip
 ) -> None:
-    visit = await create_visit(server, ["parent"])
+    visit, doctor, parent = await admitted(server, clients, clip, [])
     ids = visit.participant_ids
-    doctor = await joined(server, clients, visit.tokens["clinician"], visit.visit_id, clip)
-    parent = await joined(server, clients, visit.tokens["parent"], visit.visit_id, clip)
-    await doctor.call("visit.admit", {"participant_id": ids["parent"]})
-    await doctor.start_media()
-    await parent.start_media()
     await doctor.frames_from(ids["parent"], 5)
 
     await parent.close()  # network drop

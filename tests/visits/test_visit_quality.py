@@ -10,37 +10,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from careline.loadtest.clips import Clip
-from careline.loadtest.ice import restrict_host_addresses
 from careline.loadtest.visit_client import VisitClient, VisitError
-from tests.support import RunningServer, eventually, make_settings, running_server
-from tests.visits.conftest import create_visit
+from tests.support import RunningServer, eventually
+from tests.visits.conftest import admitted, create_visit, joined, visit_server
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A loopback server measuring network quality every 0.2 s."""
-    restrict_host_addresses(["127.0.0.1"])
-    settings = make_settings(
-        tmp_path / "data",
-        **{
-            "media.host_addresses": ["127.0.0.1"],
-            "media.keyframe_interval_seconds": 0.2,
-            "visits.reconnect_grace_seconds": 3.0,
-            "visits.quality_interval_seconds": 0.2,
-        },
-    )
-    async with running_server(settings) as running:
+    async with visit_server(tmp_path, **{"visits.quality_interval_seconds": 0.2}) as running:
         yield running
-
-
-async def joined(
-    server: RunningServer, clients: list[VisitClient], token: str, visit_id: str, clip: Clip | None
-) -> VisitClient:
-    client = VisitClient(server.url, token, video=clip)
-    clients.append(client)
-    await client.connect()
-    await client.join(visit_id)
-    return client
 
 
 def levels(client: VisitClient) -> dict[str, int]:
@@ -68,13 +47,8 @@ async def scrape(server: RunningServer) -> tuple[str, dict[tuple[str, tuple[str,
 async def test_every_participant_is_told_everyones_network_quality(
     server: RunningServer, clients: list[VisitClient], clip: Clip
 ) -> None:
-    visit = await create_visit(server, ["parent", "interpreter"])
+    visit, doctor, parent = await admitted(server, clients, clip, ["interpreter"])
     ids = visit.participant_ids
-    doctor = await joined(server, clients, visit.tokens["clinician"], visit.visit_id, clip)
-    parent = await joined(server, clients, visit.tokens["parent"], visit.visit_id, clip)
-    await doctor.call("visit.admit", {"participant_id": ids["parent"]})
-    await doctor.start_media()
-    await parent.start_media()
     both = {ids["clinician"]: 5, ids["parent"]: 5}  # loopback: no loss, tiny round trips
     await eventually(lambda: levels(doctor) == both, within=8)
     await eventually(lambda: levels(parent) == both, within=8)
@@ -109,13 +83,8 @@ async def test_nobody_in_the_waiting_room_is_told_quality(
 async def test_stats_are_for_the_visits_clinicians_only(
     server: RunningServer, clients: list[VisitClient], clip: Clip
 ) -> None:
-    visit = await create_visit(server, ["parent"])
+    visit, doctor, parent = await admitted(server, clients, clip, [])
     ids = visit.participant_ids
-    doctor = await joined(server, clients, visit.tokens["clinician"], visit.visit_id, clip)
-    parent = await joined(server, clients, visit.tokens["parent"], visit.visit_id, clip)
-    await doctor.call("visit.admit", {"participant_id": ids["parent"]})
-    await doctor.start_media()
-    await parent.start_media()
     await doctor.frames_from(ids["parent"], 10)
     await parent.frames_from(ids["clinician"], 10)
 
