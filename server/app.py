@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -36,6 +37,7 @@ from careline.server.routes_threads import routes as thread_routes
 from careline.server.routes_tokens import routes as token_routes
 from careline.server.routes_visits import routes as visit_routes
 from careline.server.routes_web import add_web_routes
+from careline.server.session_recorder import SessionRecorder, recorder_ctx
 from careline.server.settings import Settings, ThreadSettings
 from careline.server.socket_server import SocketServer
 from careline.server.storage.factory import make_storage
@@ -127,6 +129,12 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         clock=clock,
         grace=grace,
     )
+    if settings.server.record_sessions_dir:
+        recorder = SessionRecorder(Path(settings.server.record_sessions_dir))
+        for namespace in sio.namespace_handlers.values():
+            if isinstance(namespace, EdgeNamespace):
+                namespace.event_tap = recorder
+        app.cleanup_ctx.append(recorder_ctx(recorder))
     sio.attach(app, socketio_path="socket.io")
 
     app.router.add_routes(health_routes)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from careline.loadtest.loadtest_command import add_loadtest_parser
 from careline.server import __version__
 from careline.server.bench_chat import add_chat_parser
 from careline.server.bench_hotline_command import add_hotline_parser
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on, 0 for any (server.port)")
     serve.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="server.log_level"
+    )
+    serve.add_argument(
+        "--record-sessions",
+        metavar="DIR",
+        help="record the scrubbed signalling of every session in DIR (server.record_sessions_dir)",
     )
 
     token = commands.add_parser("token", help="tokens for development")
@@ -64,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     add_chat_parser(bench_commands)
     add_sfu_parser(bench_commands)
     add_hotline_parser(bench_commands)
+    add_loadtest_parser(commands)
     return parser
 
 
@@ -79,6 +86,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ("port", "server.port"),
         ("data_dir", "server.data_dir"),
         ("log_level", "server.log_level"),
+        ("record_sessions", "server.record_sessions_dir"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -149,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "bench":
             return int(args.run_bench(args))
+        if args.command == "loadtest":
+            return int(args.run_loadtest(args))
         return _issue(args)
     except ServerError as exc:
         print(f"careline: {exc}", file=sys.stderr)

@@ -40,6 +40,9 @@ class ServerSettings(_Section, frozen=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout_seconds: Seconds = 10.0
     max_body_bytes: PositiveInt = 1024 * 1024
+    #: Record the scrubbed, timed signalling of every session here (empty: off); see
+    #: docs/loadtest.md.
+    record_sessions_dir: str = ""
 
 
 class AuthSettings(_Section, frozen=True):

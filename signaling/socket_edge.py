@@ -20,6 +20,7 @@ import msgspec
 import socketio
 
 from careline.signaling.errors import AuthError, SignalingError, UnknownEvent
+from careline.signaling.event_tap import EventTap
 from careline.signaling.identity import Authenticator, Principal, revocation_keys
 from careline.signaling.observer import SignalingObserver
 from careline.signaling.schemas import Schema, parse
@@ -87,6 +88,8 @@ class EdgeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._later: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.routes: dict[str, Route] = {}
+        #: Sees every connect, event and disconnect (the session recorder); None: nobody.
+        self.event_tap: EventTap | None = None
 
     def principal(self, sid: str) -> Principal | None:
         """The Principal of a connected socket, if it is still connected."""
@@ -99,15 +102,24 @@ class EdgeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         """Route connect, disconnect and every other event (python-socketio's dispatch hook)."""
+        tap = self.event_tap
         if event == "connect":
             sid, environ, auth = (*args, None)[:3]
             await self._connect(sid, environ, auth)
+            principal = self._principals.get(sid)
+            if tap is not None and principal is not None:
+                tap.connected(self.namespace, sid, principal)
             return None
         if event == "disconnect":
+            if tap is not None and args[0] in self._principals:
+                tap.disconnected(self.namespace, args[0])
             await self._disconnect(args[0])
             return None
         sid, payload = args[0], (args[1] if len(args) > 1 else None)
-        return await self._dispatch(event, sid, payload)
+        reply = await self._dispatch(event, sid, payload)
+        if tap is not None:
+            tap.handled(self.namespace, sid, event, payload, reply)
+        return reply
 
     async def joined(self, sid: str, principal: Principal) -> None:
         """Hook: a socket was authenticated and connected."""
