@@ -101,11 +101,14 @@ class Publication:
         sources = self._receiver.getSynchronizationSources()
         if not sources:
             return  # nothing received yet: the first frame will be a keyframe anyway
-        task = asyncio.get_running_loop().create_task(
-            self._receiver._send_rtcp_pli(sources[0].source)
-        )
-        self._pli_tasks.add(task)
-        task.add_done_callback(self._pli_done)
+        # aiortc lists every SSRC heard, RTX included, in order of arrival: browsers often send
+        # RTX padding (bandwidth probes) before media, and a PLI naming the RTX SSRC is ignored.
+        # So the PLI goes to each SSRC heard; the publisher answers the one it encodes.
+        loop = asyncio.get_running_loop()
+        for source in sources:
+            task = loop.create_task(self._receiver._send_rtcp_pli(source.source))
+            self._pli_tasks.add(task)
+            task.add_done_callback(self._pli_done)
 
     def _pli_done(self, task: asyncio.Task[None]) -> None:
         self._pli_tasks.discard(task)

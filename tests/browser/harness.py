@@ -108,13 +108,22 @@ async def launch() -> tuple[Playwright, Browser]:
 async def video_playing(page: Page, selector: str, within_ms: int = 20000) -> None:
     """Wait until the video element at `selector` shows frames: videoWidth > 0 and its
     currentTime advancing."""
+    # The predicate must be synchronous: wait_for_function does not await a returned Promise
+    # (a Promise is truthy, so an async predicate passes at once). It remembers the element's
+    # last currentTime on the element and passes when it moved on at a later poll.
     await page.wait_for_function(
-        """async (sel) => {
+        """(sel) => {
             const v = document.querySelector(sel);
-            if (!v || v.videoWidth === 0) return false;
-            const t0 = v.currentTime;
-            await new Promise((r) => setTimeout(r, 300));
-            return v.currentTime > t0;
+            if (!v || v.videoWidth === 0 || v.readyState < 2) return false;
+            const now = performance.now();
+            const last = v.__playingProbe;
+            if (!last || now - last.at > 2000) {
+                v.__playingProbe = { t: v.currentTime, at: now };
+                return false;
+            }
+            if (now - last.at < 300) return false;
+            v.__playingProbe = { t: v.currentTime, at: now };
+            return v.currentTime > last.t;
         }""",
         arg=selector,
         timeout=within_ms,
