@@ -101,6 +101,10 @@ class WireClient:
                 wait_timeout=within,
             )
         except socketio.exceptions.ConnectionError as exc:
+            # engine.io keeps the aiohttp session of a failed connect open: close it here.
+            http = self.sio.eio.http
+            if http is not None and not http.closed:
+                await http.close()
             refusals = [data for name, data in self.events if name == "connect_error"]
             data = refusals[-1] if refusals and isinstance(refusals[-1], dict) else {}
             code = str((data.get("data") or {}).get("code", "connect_failed"))

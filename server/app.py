@@ -24,6 +24,8 @@ from careline.server.app_keys import (
     VISITS,
 )
 from careline.server.auth import JwtAuthenticator
+from careline.server.cluster_node import new_node_id
+from careline.server.cluster_wiring import add_cluster_node, cluster_ctx, relay_threads
 from careline.server.datadir import auth_secret, prepare_data_dir, public_key
 from careline.server.errors import StartupError
 from careline.server.hotline_wiring import add_hotline, hotline_ctx
@@ -31,6 +33,7 @@ from careline.server.http_edge import edge_middleware
 from careline.server.media_gateway import SfuGateway
 from careline.server.media_metrics import MediaCollector
 from careline.server.metrics import Metrics
+from careline.server.routes_cluster import routes as cluster_routes
 from careline.server.routes_health import routes as health_routes
 from careline.server.routes_hotline import routes as hotline_routes
 from careline.server.routes_threads import routes as thread_routes
@@ -41,6 +44,7 @@ from careline.server.session_recorder import SessionRecorder, recorder_ctx
 from careline.server.settings import Settings, ThreadSettings
 from careline.server.socket_server import SocketServer
 from careline.server.storage.factory import make_storage
+from careline.server.storage.redis_storage import RedisStorage
 from careline.server.tokens import TokenIssuer
 from careline.server.turn import ice_servers
 from careline.signaling.errors import StoreUnavailable
@@ -92,6 +96,13 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
     if settings.media.host_addresses:
         restrict_host_addresses(settings.media.host_addresses)
     gateway = app[MEDIA] = SfuGateway(settings.media)
+    # One identity per process: the registry's node id is also the hotline's.
+    node_id = new_node_id()
+    cluster = (
+        add_cluster_node(app, storage, settings, node_id, clock)
+        if isinstance(storage, RedisStorage)
+        else None
+    )
     visits = app[VISITS] = VisitService(
         storage.visits,
         storage.audit,
@@ -103,6 +114,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         clock=clock,
         max_participants=settings.visits.max_participants,
         quality_interval=settings.visits.quality_interval_seconds,
+        placement=None if cluster is None else cluster[1],
     )
     metrics.registry.register(MediaCollector(gateway, visits))
     router = app[MEDIA_ROUTER] = MediaRouter(fallback=visits)
@@ -116,7 +128,10 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         clock=clock,
         observer=metrics,
     )
-    sio.register_namespace(ThreadNamespace(threads, authenticator, metrics, clock, grace))
+    thread_namespace = ThreadNamespace(threads, authenticator, metrics, clock, grace)
+    sio.register_namespace(thread_namespace)
+    if cluster is not None and isinstance(storage, RedisStorage):
+        relay_threads(app, storage, cluster[0], threads, thread_namespace, metrics)
     add_hotline(
         app,
         sio,
@@ -128,6 +143,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         metrics=metrics,
         clock=clock,
         grace=grace,
+        node_id=node_id,
     )
     if settings.server.record_sessions_dir:
         recorder = SessionRecorder(Path(settings.server.record_sessions_dir))
@@ -142,12 +158,14 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
     app.router.add_routes(visit_routes)
     app.router.add_routes(thread_routes)
     app.router.add_routes(hotline_routes)
+    app.router.add_routes(cluster_routes)
     add_web_routes(app)
 
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(_threads_ctx)
     app.cleanup_ctx.append(hotline_ctx)
+    app.cleanup_ctx.append(cluster_ctx)
     app.on_shutdown.append(_close_sockets)
     return app
 

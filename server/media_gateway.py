@@ -53,6 +53,8 @@ class MediaTotals:
     frames_forwarded: int
     frames_dropped: int
     keyframe_requests: int
+    #: subscriber slots bound to a publication (one forwarded stream each)
+    forwarded_streams: int = 0
 
 
 class SfuGateway:
@@ -117,6 +119,7 @@ class SfuGateway:
         counts = dataclasses.replace(self._retired)
         states: Counter[str] = Counter()
         kinds: Counter[str] = Counter()
+        forwarded = 0
         for session_id in self._open:
             if not self.sfu.has_session(session_id):
                 continue
@@ -124,6 +127,7 @@ class SfuGateway:
             counts.add(session)
             states[session.connection_state] += 1
             kinds.update(p.kind for p in session.publications.values() if not p.ended)
+            forwarded += sum(1 for slot in session.slots if slot.publication is not None)
         return MediaTotals(
             peer_connections=states,
             published_tracks=kinds,
@@ -131,6 +135,7 @@ class SfuGateway:
             frames_forwarded=counts.frames_forwarded,
             frames_dropped=counts.frames_dropped,
             keyframe_requests=counts.keyframe_requests,
+            forwarded_streams=forwarded,
         )
 
     async def stats(self, session_id: str) -> MediaStats | None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from careline.server.app import create_app
+from careline.server.app_keys import CLUSTER
 from careline.server.errors import StartupError
 from careline.server.settings import Settings
 
@@ -52,7 +53,11 @@ async def _serve_until(settings: Settings, stop: asyncio.Event) -> None:
                 f"cannot listen on {settings.server.host}:{settings.server.port}: "
                 f"{exc.strerror or exc}"
             ) from None
-        for address in _addresses(runner.addresses):
+        addresses = _addresses(runner.addresses)
+        node = app.get(CLUSTER)
+        if node is not None and addresses:
+            node.advertise(f"http://{addresses[0]}")
+        for address in addresses:
             # One line on stdout, for people and for tests that start on port 0.
             print(f"careline listening on http://{address}", flush=True)
         await stop.wait()

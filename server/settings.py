@@ -132,6 +132,17 @@ class HotlineSettings(_Section, frozen=True):
     video_codec: Literal["vp8", "h264"] = "vp8"
 
 
+class ClusterSettings(_Section, frozen=True):
+    """Several processes on one Redis: this node's public URL and its registry lease."""
+
+    #: The URL clients use to reach this node (told to clients sent here by another node);
+    #: empty: the URL this process listens on.
+    public_url: str = ""
+    #: A node whose heartbeats stop for this long is dead (its visits are re-placed);
+    #: it heartbeats every third of it.
+    node_lease_seconds: Annotated[float, msgspec.Meta(ge=0.5, le=600)] = 6.0
+
+
 class Settings(_Section, frozen=True):
     """Every setting of a Careline process, built once at start."""
 
@@ -142,6 +153,7 @@ class Settings(_Section, frozen=True):
     visits: VisitSettings = msgspec.field(default_factory=VisitSettings)
     threads: ThreadSettings = msgspec.field(default_factory=ThreadSettings)
     hotline: HotlineSettings = msgspec.field(default_factory=HotlineSettings)
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
 
     @property
     def data_path(self) -> Path:
@@ -163,6 +175,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "visits": VisitSettings,
     "threads": ThreadSettings,
     "hotline": HotlineSettings,
+    "cluster": ClusterSettings,
 }
 _PATH_RE = re.compile(r"- at `\$\.([\w.]+)`")
 _UNKNOWN_RE = re.compile(r"unknown field `(\w+)`")

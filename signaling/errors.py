@@ -18,6 +18,10 @@ class SignalingError(Exception):
         if code is not None:
             self.code = code
 
+    def details(self) -> dict[str, str]:
+        """Extra fields of the wire error beside code and message (none by default)."""
+        return {}
+
 
 class InvalidPayload(SignalingError):
     """The request body or event payload does not match its schema."""
@@ -83,3 +87,17 @@ class StoreUnavailable(SignalingError):
     """The storage backend cannot be reached; the request changed nothing."""
 
     code = "store_unavailable"
+
+
+class WrongNode(SignalingError):
+    """This node does not hold the visit's media; the client should use `node_url`."""
+
+    code = "visit.wrong_node"
+
+    def __init__(self, message: str, *, node_url: str) -> None:
+        super().__init__(message)
+        self.node_url = node_url
+
+    def details(self) -> dict[str, str]:
+        """The URL of the node that holds the visit."""
+        return {"node_url": self.node_url}

@@ -45,7 +45,7 @@ def ok(data: Any = None) -> dict[str, Any]:
 
 def error(exc: SignalingError) -> dict[str, Any]:
     """An error ack carrying the error's stable code."""
-    return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+    return {"ok": False, "error": {"code": exc.code, "message": exc.message, **exc.details()}}
 
 
 def bearer_token(auth: Any, environ: Mapping[str, Any]) -> str | None:

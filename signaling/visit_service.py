@@ -26,6 +26,7 @@ from careline.signaling.errors import (
     InvalidPayload,
     NotFound,
     SignalingError,
+    WrongNode,
 )
 from careline.signaling.identity import Principal, Role, subject_revocation_key
 from careline.signaling.keyed_locks import KeyedLocks
@@ -48,6 +49,7 @@ from careline.signaling.visit import (
     derive_visit_state,
     transition_participant,
 )
+from careline.signaling.visit_placement import VisitPlacer
 from careline.signaling.visit_store import VisitStore
 
 log = logging.getLogger(__name__)
@@ -150,8 +152,10 @@ class VisitService:
         clock: Callable[[], float] = time.time,
         max_participants: int = 8,
         quality_interval: float = 2.0,
+        placement: VisitPlacer | None = None,
     ) -> None:
         self._store = store
+        self._placement = placement
         self._quality_interval = quality_interval
         self._quality_task: asyncio.Task[None] | None = None
         self._max_participants = max_participants
@@ -259,6 +263,7 @@ class VisitService:
                 raise Forbidden(
                     f"this participant was {me.state.value}", code=f"visit.{me.state.value}"
                 )
+            await self._check_placement(visit_id)
             before = self._by_participant.get(me.participant_id)
             same_socket = before is not None and before.sid == sid
             await self._replace_live(me.participant_id, sid)
@@ -487,6 +492,14 @@ class VisitService:
             raise Forbidden("the token is for another visit")
         if principal.visit_id is None and principal.role is Role.PARENT:
             raise Forbidden("a family member's token must name the visit")
+
+    async def _check_placement(self, visit_id: str) -> None:
+        """With several nodes, a visit's media lives on one: joins elsewhere are sent there."""
+        if self._placement is None:
+            return
+        owner = await self._placement.owner(visit_id)
+        if owner.node_id != self._placement.node_id:
+            raise WrongNode("this visit is served by another node", node_url=owner.url)
 
     def _live(self, sid: str) -> _Live:
         live = self._by_sid.get(sid)

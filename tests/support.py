@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from careline.server.app import create_app
+from careline.server.app_keys import CLUSTER
 from careline.server.datadir import auth_secret
 from careline.server.settings import Settings, load_settings
 from careline.server.tokens import TokenIssuer
@@ -73,9 +77,77 @@ async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         host, port = runner.addresses[0][:2]
+        node = app.get(CLUSTER)
+        if node is not None:
+            node.advertise(f"http://{host}:{port}")
         yield RunningServer(app=app, settings=settings, url=f"http://{host}:{port}")
     finally:
         await runner.cleanup()
+
+
+#: `careline serve` prints one such line per address once it listens.
+LISTENING = re.compile(rb"careline listening on (http://\S+)")
+#: The `careline` command of this interpreter.
+CLI = [sys.executable, "-m", "careline.server"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeProcess:
+    """A `careline serve` child process listening on 127.0.0.1 at `url`."""
+
+    process: asyncio.subprocess.Process
+    url: str
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye (leases and sockets just stop)."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+
+
+@asynccontextmanager
+async def careline_serve(
+    data_dir: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    start_within: float = 30.0,
+    stop_within: float = 15.0,
+    stop_signal: signal.Signals = signal.SIGTERM,
+) -> AsyncIterator[ServeProcess]:
+    """`careline serve` on an ephemeral loopback port with `data_dir`, until the block ends.
+
+    The child gets this process's environment without any CARELINE_* variable, then `env`
+    (add CARELINE_AUTH_SECRET=SECRET to accept `issue`d tokens). At the end it gets
+    `stop_signal` (SIGKILL after `stop_within` seconds) unless it already exited.
+    """
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("CARELINE_")}
+    child_env.update(env or {})
+    process = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        env=child_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=start_within)
+        match = LISTENING.search(line)
+        assert match, line
+        yield ServeProcess(process, match.group(1).decode())
+    finally:
+        if process.returncode is None:
+            process.send_signal(stop_signal)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=stop_within)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 def free_port() -> int:

@@ -11,13 +11,17 @@ from redis.retry import Retry
 
 from careline.server.storage.redis_audit import RedisAuditStore
 from careline.server.storage.redis_blobs import RedisBlobStore
+from careline.server.storage.redis_cluster_keys import ClusterKeys
 from careline.server.storage.redis_errors import redis_unavailable
 from careline.server.storage.redis_hotline import RedisHotlineStore
 from careline.server.storage.redis_hotline_bus import RedisHotlineBus
 from careline.server.storage.redis_hotline_dispatch import RedisHotlineDispatch
 from careline.server.storage.redis_hotline_keys import HotlineKeys
+from careline.server.storage.redis_node_registry import RedisNodeRegistry
 from careline.server.storage.redis_revocations import RedisRevocationStore
+from careline.server.storage.redis_room_bus import RedisRoomBus
 from careline.server.storage.redis_threads import RedisThreadStore
+from careline.server.storage.redis_visit_placement import RedisVisitPlacement
 from careline.server.storage.redis_visits import RedisVisitStore
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,9 @@ class RedisStorage:
         self._hotline_keys = HotlineKeys.under(prefix)
         self._hotline = RedisHotlineStore(self._client, self._hotline_keys)
         self._hotline_dispatch = RedisHotlineDispatch(self._client, self._hotline_keys)
+        self._cluster_keys = ClusterKeys.under(prefix)
+        self._nodes = RedisNodeRegistry(self._client, self._cluster_keys)
+        self._placement = RedisVisitPlacement(self._client, self._cluster_keys)
         self._closed = False
         self.aof_always: bool | None = None
 
@@ -83,6 +90,20 @@ class RedisStorage:
     def hotline_bus(self) -> RedisHotlineBus:
         """A new node bus for the hotline (its subscription holds a connection of its own)."""
         return RedisHotlineBus(self._client, self._hotline_keys)
+
+    @property
+    def nodes(self) -> RedisNodeRegistry:
+        """The registry of every node on this Redis (heartbeats, load)."""
+        return self._nodes
+
+    @property
+    def visit_placement(self) -> RedisVisitPlacement:
+        """Which node holds each visit's media."""
+        return self._placement
+
+    def room_bus(self) -> RedisRoomBus:
+        """A new relay of room pushes between nodes (its subscription holds a connection)."""
+        return RedisRoomBus(self._client, self._cluster_keys)
 
     async def open(self) -> None:
         """Check that Redis answers (StoreUnavailable otherwise) and how durable its writes are."""

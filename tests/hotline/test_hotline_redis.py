@@ -9,10 +9,8 @@ the calls its pharmacists were ringing for.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -27,7 +25,7 @@ from careline.loadtest.hotline_client import HotlineClient
 from careline.server.settings import Settings
 from careline.signaling.identity import Role
 from tests.hotline.conftest import FAST, order_token, poll
-from tests.support import SECRET, RedisServer, issue, make_settings
+from tests.support import SECRET, RedisServer, careline_serve, issue, make_settings
 
 pytestmark = pytest.mark.redis
 
@@ -39,50 +37,22 @@ async def node(
     data_dir: Path, redis: RedisServer, prefix: str, **extra: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """`careline serve` on the shared Redis, with the hotline's short timers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELINE_")}
-    env.update(
-        CARELINE_AUTH_SECRET=SECRET,
-        CARELINE_STORE_BACKEND="redis",
-        CARELINE_STORE_REDIS_URL=redis.url,
-        CARELINE_STORE_REDIS_PREFIX=prefix,
-        CARELINE_MEDIA_HOST_ADDRESSES="127.0.0.1",
-        CARELINE_HOTLINE_NODE_LEASE_SECONDS="1.5",
-        CARELINE_SERVER_LOG_LEVEL="warning",
-    )
+    env = {
+        "CARELINE_AUTH_SECRET": SECRET,
+        "CARELINE_STORE_BACKEND": "redis",
+        "CARELINE_STORE_REDIS_URL": redis.url,
+        "CARELINE_STORE_REDIS_PREFIX": prefix,
+        "CARELINE_MEDIA_HOST_ADDRESSES": "127.0.0.1",
+        "CARELINE_HOTLINE_NODE_LEASE_SECONDS": "1.5",
+        "CARELINE_SERVER_LOG_LEVEL": "warning",
+    }
     for key, value in FAST.items():
         section, _, name = key.partition(".")
         if section == "hotline":
             env[f"CARELINE_HOTLINE_{name.upper()}"] = str(value)
     env.update(extra)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "careline.server",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-        match = LISTENING.search(line)
-        assert match, line
-        yield process, match.group(1).decode()
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), timeout=15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    async with careline_serve(data_dir, env) as served:
+        yield served.process, served.url
 
 
 class Cluster:

@@ -1,0 +1,60 @@
+"""Which node holds a visit's media: the least loaded live node when the visit starts.
+
+Any node answers HTTP and socket.io, but one visit's peer connections all live on one node's
+SFU. The placement is recorded in the shared store; a join on another node is told to go to the
+owner (`visit.wrong_node`). When the owner's lease has run out, the next join places the visit
+again on a live node; participants keep their admitted state (it is in the visit store).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from careline.signaling.errors import StoreUnavailable
+from careline.signaling.node_registry import NodeInfo, NodeRegistry, least_loaded
+
+
+class PlacementStore(Protocol):
+    """The recorded owner of each visit (atomic in the store)."""
+
+    async def place(self, visit_id: str, candidate: str, now: float) -> str:
+        """The owner of `visit_id`: the recorded one while its lease runs past `now`, else
+        `candidate`, recorded in the same atomic step. StoreUnavailable if unreachable."""
+        ...
+
+
+class VisitPlacer:
+    """Finds (or chooses) the node that owns a visit's media, for the node `node_id`.
+
+    Concurrency: any task may call `owner`; the store's atomic step decides between nodes.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        registry: NodeRegistry,
+        store: PlacementStore,
+        me: Callable[[], NodeInfo],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node_id = node_id
+        self._registry = registry
+        self._store = store
+        self._me = me
+        self._clock = clock
+
+    async def owner(self, visit_id: str) -> NodeInfo:
+        """The live node holding `visit_id`'s media, placing the visit if it has none."""
+        for _ in range(2):
+            now = self._clock()
+            live = {node.node_id: node for node in await self._registry.live(now)}
+            live[self.node_id] = self._me()  # the node serving this join is alive
+            candidate = least_loaded(list(live.values()))
+            owner = await self._store.place(visit_id, candidate.node_id, now)
+            if owner in live:
+                return live[owner]
+            # The owner's record appeared (or its lease was renewed) after we read the
+            # registry: read it again.
+        raise StoreUnavailable("the node registry changed while placing a visit")

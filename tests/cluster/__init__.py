@@ -1,0 +1,1 @@
+"""Several `careline serve` processes sharing one redis-server (issue 8)."""

@@ -1,0 +1,119 @@
+"""Three `careline serve` processes on loopback sharing one private redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from careline.loadtest.ice import restrict_host_addresses
+from careline.loadtest.visit_client import VisitClient
+from careline.server.settings import Settings
+from careline.signaling.identity import Role
+from tests.hotline.conftest import poll
+from tests.support import SECRET, RedisServer, ServeProcess, careline_serve, issue, make_settings
+
+#: A separate order secret, so the tests can print order tokens the nodes accept.
+ORDER_SECRET = "order-secret-" + "y" * 40
+
+
+@dataclass
+class Cluster:
+    """Three nodes (A, B, C) on one Redis, and clients made for them (closed at the end)."""
+
+    settings: Settings
+    nodes: list[ServeProcess]
+    http: aiohttp.ClientSession
+    visits: list[VisitClient] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def token(self, role: Role, sub: str, **claims: Any) -> str:
+        return issue(self.settings, role, sub, **claims)
+
+    async def rest(
+        self, method: str, path: str, body: Any = None, *, on: int = 0, token: str = ""
+    ) -> Any:
+        """A JSON request to node `on` (an admin's unless `token`); fails on an error status."""
+        headers = {"Authorization": f"Bearer {token or self.token(Role.ADMIN, 'admin-1')}"}
+        async with self.http.request(
+            method, self.urls[on] + path, json=body, headers=headers
+        ) as response:
+            assert response.status < 300, await response.text()
+            return await response.json()
+
+    async def text(self, path: str, *, on: int) -> str:
+        async with self.http.get(self.urls[on] + path) as response:
+            assert response.status == 200
+            return await response.text()
+
+    def visit_client(self, token: str, *, on: int, **kw: Any) -> VisitClient:
+        client = VisitClient(self.urls[on], token, **kw)
+        self.visits.append(client)
+        return client
+
+
+def node_env(redis: RedisServer, prefix: str) -> dict[str, str]:
+    """Environment of every node: Redis, loopback media, the hotline's short timers."""
+    return {
+        "CARELINE_AUTH_SECRET": SECRET,
+        "CARELINE_HOTLINE_ORDER_SECRET": ORDER_SECRET,
+        "CARELINE_STORE_BACKEND": "redis",
+        "CARELINE_STORE_REDIS_URL": redis.url,
+        "CARELINE_STORE_REDIS_PREFIX": prefix,
+        "CARELINE_MEDIA_HOST_ADDRESSES": "127.0.0.1",
+        "CARELINE_MEDIA_KEYFRAME_INTERVAL_SECONDS": "0.2",
+        "CARELINE_HOTLINE_NODE_LEASE_SECONDS": "3",
+        "CARELINE_HOTLINE_SWEEP_SECONDS": "0.25",
+        "CARELINE_SERVER_LOG_LEVEL": "warning",
+        "CARELINE_SERVER_SHUTDOWN_TIMEOUT_SECONDS": "4",
+    }
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, redis: RedisServer) -> AsyncIterator[Cluster]:
+    """Nodes A, B and C (started together), each registered before the test starts."""
+    restrict_host_addresses(["127.0.0.1"])
+    env = node_env(redis, f"cluster-{uuid.uuid4().hex}")
+    settings = make_settings(tmp_path / "tokens", **{"hotline.order_secret": ORDER_SECRET})
+    async with AsyncExitStack() as stack:
+        nodes = await asyncio.gather(
+            *(
+                stack.enter_async_context(careline_serve(tmp_path / name, env))
+                for name in ("a", "b", "c")
+            )
+        )
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        cluster = Cluster(settings, list(nodes), http)
+        try:
+            await _until_registered(cluster, len(nodes))
+            yield cluster
+        finally:
+            for client in cluster.visits:
+                await client.close()
+
+
+async def _until_registered(cluster: Cluster, count: int, within: float = 10.0) -> None:
+    """Every node is in the registry and every node's last heartbeat saw all of them (the
+    room relay sends to other nodes only once a heartbeat has seen them)."""
+    await poll(
+        lambda: cluster.rest("GET", "/api/cluster/nodes"),
+        lambda listed: len(listed["nodes"]) >= count,
+        within=within,
+    )
+    for on in range(count):
+        await poll(
+            functools.partial(cluster.text, "/metrics", on=on),
+            lambda metrics: f"careline_cluster_live_nodes {count}.0" in metrics,
+            within=within,
+        )
