@@ -89,7 +89,10 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         max_ttl=settings.auth.max_ttl_seconds,
         clock=clock,
     )
-    sio = app[SIO] = SocketServer(max_http_buffer_size=settings.server.max_body_bytes)
+    sio = app[SIO] = SocketServer(
+        max_http_buffer_size=settings.server.max_body_bytes,
+        allowed_origins=settings.cluster.allowed_origins,
+    )
     grace = settings.auth.leeway_seconds
     sio.register_namespace(SessionNamespace(authenticator, metrics, clock, grace))
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from careline.signaling.errors import StoreUnavailable
 from careline.signaling.node_registry import NodeInfo, NodeLoad, NodeRegistry
+from careline.signaling.outage_log import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,11 @@ class ClusterNode:
         self._last_load = NodeLoad()
         self._live: tuple[NodeInfo, ...] = ()
         self._task: asyncio.Task[None] | None = None
+        self._outage = OutageLog(log, f"node {node_id} heartbeat")
+        # Until this time (our clock) other nodes' leases are not trusted: every lease may have
+        # run out while Redis was away, and the other nodes renew theirs within a third of one.
+        self._settled_at = float("-inf")
         self.heartbeats = 0
-        self.failed_heartbeats = 0
 
     @property
     def url(self) -> str:
@@ -103,6 +107,21 @@ class ClusterNode:
     def live_nodes(self) -> Sequence[NodeInfo]:
         """Live nodes as read by the last heartbeat (this one included once registered)."""
         return self._live
+
+    @property
+    def failed_heartbeats(self) -> int:
+        """Heartbeats that did not reach Redis."""
+        return self._outage.failures
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the last heartbeat reached Redis."""
+        return not self._outage.failing
+
+    def settling(self) -> bool:
+        """Whether this node lost Redis within the last lease (or still has): then a node
+        missing from the registry may be alive and merely not yet heartbeated again."""
+        return self._outage.failing or self._clock() < self._settled_at
 
     def has_peers(self) -> bool:
         """Whether another node was alive at the last heartbeat."""
@@ -142,10 +161,13 @@ class ClusterNode:
         while True:
             try:
                 await self.heartbeat()
-            except StoreUnavailable:
-                self.failed_heartbeats += 1
-                log.warning("node %s: heartbeat failed, Redis is not answering", self.node_id)
+            except StoreUnavailable as exc:
+                self._outage.failed(exc.code)
             except Exception:
-                self.failed_heartbeats += 1
-                log.exception("node %s: heartbeat failed", self.node_id)
+                if not self._outage.failing:
+                    log.exception("node %s: heartbeat failed", self.node_id)
+                self._outage.failed("unexpected error")
+            else:
+                if self._outage.ok():
+                    self._settled_at = self._clock() + self._lease
             await asyncio.sleep(self._lease / 3)

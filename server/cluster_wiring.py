@@ -57,7 +57,9 @@ def add_cluster_node(
         public_url=settings.cluster.public_url,
         clock=clock,
     )
-    placer = VisitPlacer(node_id, storage.nodes, storage.visit_placement, node.info, clock)
+    placer = VisitPlacer(
+        node_id, storage.nodes, storage.visit_placement, node.info, clock, node.settling
+    )
     return node, placer
 
 

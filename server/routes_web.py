@@ -40,13 +40,17 @@ def _resolve(root: Path, relative: str) -> Path | None:
 
 #: Security headers of every page and asset: no referrer (links carry tokens), no framing,
 #: scripts and styles from this origin only, camera and microphone for this origin only.
+#: Connections (fetch, socket.io's polling and WebSocket) may go to any http(s)/ws(s) address:
+#: with several nodes the visit page connects to the node holding the visit (`visit.wrong_node`
+#: names it at run time), and nodes come and go, so no fixed list fits. Which pages may open a
+#: socket is decided by each node (`cluster.allowed_origins`); scripts stay this origin's only.
 _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
-        "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self' http: https: ws: wss:; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     ),
     "Permissions-Policy": "camera=(self), microphone=(self), display-capture=()",

@@ -141,6 +141,9 @@ class ClusterSettings(_Section, frozen=True):
     #: A node whose heartbeats stop for this long is dead (its visits are re-placed);
     #: it heartbeats every third of it.
     node_lease_seconds: Annotated[float, msgspec.Meta(ge=0.5, le=600)] = 6.0
+    #: Origins ("https://host[:port]") of pages served elsewhere (a proxy in front of the
+    #: nodes) whose sockets this node accepts: the visit page follows `visit.wrong_node` here.
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
 
 
 class Settings(_Section, frozen=True):

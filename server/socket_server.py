@@ -14,6 +14,7 @@ Connections that became websockets write through `DirectWebSocket` (direct_webso
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -53,16 +54,46 @@ class StrictMsgPackPacket(MsgPackPacket):  # type: ignore[misc]
             raise UndecodablePacket(type(exc).__name__) from None
 
 
-class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
-    """AsyncServer (aiohttp mode, msgpack) that disconnects clients sending undecodable packets."""
+def origin_check(
+    allowed_origins: Sequence[str],
+) -> Callable[[str | None, dict[str, Any]], bool]:
+    """engine.io's origin check: the server's own origin (engine.io's default: the request's
+    scheme and Host, or its X-Forwarded-Proto/-Host) plus `allowed_origins` (pages served by
+    another address, e.g. a proxy in front of several nodes; `cluster.allowed_origins`)."""
+    extra = frozenset(origin.rstrip("/").lower() for origin in allowed_origins)
 
-    def __init__(self, max_http_buffer_size: int) -> None:
+    def allowed(origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None:  # engine.io also asks while building headers of same-origin requests
+            return False
+        if origin.lower() in extra:
+            return True
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST")
+        own = {f"{scheme}://{host}"} if host else set()
+        if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
+            proto = environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip()
+            forwarded = environ.get("HTTP_X_FORWARDED_HOST", host or "").split(",")[0].strip()
+            own.add(f"{proto}://{forwarded}")
+        return origin in own
+
+    return allowed
+
+
+class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    """AsyncServer (aiohttp mode, msgpack) that disconnects clients sending undecodable packets.
+
+    Connections from pages of another origin (socket.io's CORS) are accepted only from
+    `allowed_origins`; without any, only same-origin pages connect (engine.io's default).
+    """
+
+    def __init__(self, max_http_buffer_size: int, allowed_origins: Sequence[str] = ()) -> None:
         super().__init__(
             async_mode="aiohttp",
             serializer=StrictMsgPackPacket,
             logger=False,
             engineio_logger=False,
             max_http_buffer_size=max_http_buffer_size,
+            cors_allowed_origins=origin_check(allowed_origins) if allowed_origins else None,
         )
         self.dropped_undecodable = 0
         self._direct_sockets = direct_sockets_supported()

@@ -21,7 +21,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from careline.signaling.audit_writer import AuditWriter
-from careline.signaling.errors import Conflict, Forbidden, NotFound, SignalingError
+from careline.signaling.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    SignalingError,
+    StoreUnavailable,
+)
 from careline.signaling.hotline_call import Call, CallState, EndReason
 from careline.signaling.hotline_changes import HotlineChanges
 from careline.signaling.hotline_cluster import HotlineCluster, NodeNotice
@@ -42,6 +48,7 @@ from careline.signaling.identity import OrderVerifier, Principal, Role
 from careline.signaling.kiosk_registry import KioskRegistry
 from careline.signaling.media_gateway import MediaGateway, MediaOffer
 from careline.signaling.media_router import MediaRouter
+from careline.signaling.outage_log import OutageLog
 from careline.signaling.presence import Presence, PresenceState
 from careline.signaling.schemas import IceServerInfo
 from careline.signaling.stores import AuditStore
@@ -171,6 +178,7 @@ class HotlineService:
         a notice from another node)."""
         loop = asyncio.get_running_loop()
         next_sweep = loop.time()
+        outage = OutageLog(log, "hotline sweep")
         while True:
             timeout = max(0.0, next_sweep - loop.time())
             with contextlib.suppress(TimeoutError):
@@ -188,12 +196,17 @@ class HotlineService:
                     await self.tick()
                 else:
                     await self.dispatch()
+            except StoreUnavailable as exc:
+                outage.failed(exc.code)
+                self._sweeper.store_lost()
             except SignalingError as exc:
                 log.warning("hotline sweep failed: %s", exc.code)
             except ConnectionError:
                 log.info("hotline sweep lost a connection")
             except Exception:
                 log.exception("hotline sweep failed")
+            else:
+                outage.ok()
 
     def kick(self) -> None:
         """Ask the background task to route calls now."""

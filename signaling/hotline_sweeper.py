@@ -58,6 +58,17 @@ class HotlineSweeper:
             callback_after_seconds=config.callback_after_seconds,
         )
         self._heartbeat_at = float("-inf")
+        # Until then other nodes' leases are not trusted (see `store_lost`).
+        self._trust_leases_at = float("-inf")
+
+    def store_lost(self) -> None:
+        """A sweep could not reach the store. Every node's lease may run out while it is away
+        although the nodes live on; until a lease after it answers again, nodes named by the
+        records count as alive (else the first sweep after an outage would take every other
+        node's pharmacists and kiosks for gone). A node that really died meanwhile is judged
+        one lease late."""
+        self._trust_leases_at = self._clock() + self._config.node_lease_seconds
+        self._heartbeat_at = float("-inf")
 
     async def sweep(self) -> None:
         """Apply everything the timers say is due now."""
@@ -70,6 +81,8 @@ class HotlineSweeper:
             alive |= await self._store.live_nodes(now)
         calls = await self._store.open_calls()
         presences = await self._store.presences()
+        if now < self._trust_leases_at:
+            alive |= {c.kiosk_node for c in calls} | {p.node for p in presences}
         for item in due(calls, presences, alive, now, self._rules):
             try:
                 await self._handle(item, now)

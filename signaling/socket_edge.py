@@ -202,7 +202,10 @@ class EdgeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if principal is None:
             return
         self._observer.disconnected(self.namespace, principal.role.value)
-        await self.left(sid, principal)
+        try:
+            await self.left(sid, principal)
+        except SignalingError as exc:  # e.g. the store is away; the sweeps repair it later
+            log.warning("%s: disconnect not fully handled: %s", self.namespace, exc.code)
 
     async def _dispatch(self, event: str, sid: str, payload: Any) -> dict[str, Any]:
         principal = self._principals.get(sid)

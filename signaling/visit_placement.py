@@ -4,6 +4,11 @@ Any node answers HTTP and socket.io, but one visit's peer connections all live o
 SFU. The placement is recorded in the shared store; a join on another node is told to go to the
 owner (`visit.wrong_node`). When the owner's lease has run out, the next join places the visit
 again on a live node; participants keep their admitted state (it is in the visit store).
+
+Right after a Redis outage every lease may have run out although the nodes are alive: while
+this node is *settling* (it lost Redis within the last lease) a recorded owner is kept whatever
+its lease says, and a join whose owner has not heartbeated again yet is refused with
+StoreUnavailable (clients retry) instead of splitting the visit over two nodes.
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ class VisitPlacer:
         store: PlacementStore,
         me: Callable[[], NodeInfo],
         clock: Callable[[], float] = time.time,
+        settling: Callable[[], bool] = lambda: False,
     ) -> None:
         self.node_id = node_id
+        self._settling = settling
         self._registry = registry
         self._store = store
         self._me = me
@@ -49,12 +56,16 @@ class VisitPlacer:
         """The live node holding `visit_id`'s media, placing the visit if it has none."""
         for _ in range(2):
             now = self._clock()
+            settling = self._settling()
             live = {node.node_id: node for node in await self._registry.live(now)}
             live[self.node_id] = self._me()  # the node serving this join is alive
             candidate = least_loaded(list(live.values()))
-            owner = await self._store.place(visit_id, candidate.node_id, now)
+            # While settling, every recorded owner counts as alive (no lease ends before 0).
+            owner = await self._store.place(visit_id, candidate.node_id, 0.0 if settling else now)
             if owner in live:
                 return live[owner]
+            if settling:
+                raise StoreUnavailable("the cluster is settling after a Redis outage; try again")
             # The owner's record appeared (or its lease was renewed) after we read the
             # registry: read it again.
         raise StoreUnavailable("the node registry changed while placing a visit")

@@ -26,6 +26,7 @@ from careline.signaling.errors import (
     InvalidPayload,
     NotFound,
     SignalingError,
+    StoreUnavailable,
     WrongNode,
 )
 from careline.signaling.identity import Principal, Role, subject_revocation_key
@@ -375,15 +376,22 @@ class VisitService:
         live = self._by_sid.pop(sid, None)
         if live is None or self._by_participant.get(live.participant_id) is not live:
             return
-        async with self._visit_lock(live.visit_id):
-            visit, participants = await self._load(live.visit_id)
-            me = _by_id(participants, live.participant_id)
-            if me.state in (ParticipantState.ADMITTED, ParticipantState.CONNECTED):
-                me = await self._move(me, ParticipantState.RECONNECTING)
-                participants = _replace(participants, me)
-                visit = await self._derive(visit, participants)
-        await self._announce(visit, participants)
         loop = asyncio.get_running_loop()
+        try:
+            async with self._visit_lock(live.visit_id):
+                visit, participants = await self._load(live.visit_id)
+                me = _by_id(participants, live.participant_id)
+                if me.state in (ParticipantState.ADMITTED, ParticipantState.CONNECTED):
+                    me = await self._move(me, ParticipantState.RECONNECTING)
+                    participants = _replace(participants, me)
+                    visit = await self._derive(visit, participants)
+        except StoreUnavailable:
+            # The store is away: the participant still gets its grace window (and leaves at
+            # its end); its stored state says admitted until then.
+            log.info("a participant left while the store was unavailable")
+            live.grace = loop.call_later(self._grace, self._grace_over, live)
+            return
+        await self._announce(visit, participants)
         live.grace = loop.call_later(self._grace, self._grace_over, live)
 
     # -- media events (MediaListener) ------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -112,28 +113,22 @@ async def careline_serve(
     start_within: float = 30.0,
     stop_within: float = 15.0,
     stop_signal: signal.Signals = signal.SIGTERM,
+    log_file: Path | None = None,
 ) -> AsyncIterator[ServeProcess]:
     """`careline serve` on an ephemeral loopback port with `data_dir`, until the block ends.
 
     The child gets this process's environment without any CARELINE_* variable, then `env`
     (add CARELINE_AUTH_SECRET=SECRET to accept `issue`d tokens). At the end it gets
-    `stop_signal` (SIGKILL after `stop_within` seconds) unless it already exited.
+    `stop_signal` (SIGKILL after `stop_within` seconds) unless it already exited. Its log
+    (stderr) goes to `log_file` when given, else nowhere.
     """
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("CARELINE_")}
     child_env.update(env or {})
-    process = await asyncio.create_subprocess_exec(
-        *CLI,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        env=child_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    with contextlib.ExitStack() as files:
+        stderr: Any = asyncio.subprocess.DEVNULL
+        if log_file is not None:
+            stderr = files.enter_context(log_file.open("ab"))
+        process = await _spawn_serve(data_dir, child_env, stderr)
     try:
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), timeout=start_within)
@@ -150,6 +145,24 @@ async def careline_serve(
                 await process.wait()
 
 
+async def _spawn_serve(
+    data_dir: Path, env: Mapping[str, str], stderr: Any
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+    )
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
     with socket.socket() as sock:
@@ -158,17 +171,39 @@ def free_port() -> int:
         return port
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RedisServer:
-    """A private redis-server on loopback."""
+    """A private redis-server on loopback; a test may stop, kill and restart it (same port and
+    data dir, so an AOF is read back)."""
 
     port: int
     process: subprocess.Popen[bytes]
     directory: Path
+    args: list[str]
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open, nothing is answered."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL (also of a paused server): no shutdown, no final fsync."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        """Start redis-server again on the same port and data dir (after `kill`)."""
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_for_port(self.port, self.process)
 
 
 @contextmanager
@@ -197,16 +232,19 @@ def redis_server(appendonly: bool = False) -> Iterator[RedisServer]:
         str(directory / "redis.log"),
     ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisServer(port=port, process=process, directory=directory, args=args)
     try:
         _wait_for_port(port, process)
-        yield RedisServer(port=port, process=process, directory=directory)
+        yield server
     finally:
-        process.terminate()
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGCONT)
+            server.process.terminate()
         try:
-            process.wait(timeout=10)
+            server.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            server.process.kill()
+            server.process.wait()
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -3,7 +3,8 @@
 `publish` never waits: pushes go to a bounded queue that one writer task drains into pipelines
 (a burst of messages leaves in one round trip). A full queue or a lost connection drops pushes
 (counted in `dropped`): they are hints, and clients resync from the store. Each node listens on
-the channel with one reader task and ignores its own pushes.
+the channel (a RedisSubscription, which subscribes again after Redis comes back) and ignores
+its own pushes. While Redis is away the writer drops what it cannot send and logs the outage once.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 import redis.asyncio as aioredis
-from redis import exceptions as redis_exceptions
 
 from careline.server.storage.redis_cluster_keys import ClusterKeys
 from careline.server.storage.redis_errors import redis_unavailable
+from careline.server.storage.redis_subscription import RedisSubscription
 from careline.signaling.errors import StoreUnavailable
+from careline.signaling.outage_log import OutageLog
 from careline.signaling.room_relay import RoomPush
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,6 @@ _decoder = msgspec.msgpack.Decoder(RoomPush)
 MAX_QUEUED = 4096
 #: Pushes per pipeline at most.
 MAX_BATCH = 256
-#: Pause before listening again after the subscription's connection failed.
-_RETRY_SECONDS = 0.5
-
-_EXPECTED = (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError)
 
 
 class RedisRoomBus:
@@ -43,8 +41,9 @@ class RedisRoomBus:
         self._client = client
         self._channel = keys.rooms_channel
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED)
-        self._pubsub: aioredis.client.PubSub | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._subscription = RedisSubscription(client, self._channel, "room relay")
+        self._outage = OutageLog(log, "room relay publishing")
+        self._writer: asyncio.Task[None] | None = None
         self.dropped = 0
         self.relayed = 0
         self.received = 0
@@ -56,31 +55,41 @@ class RedisRoomBus:
         except asyncio.QueueFull:
             self.dropped += 1
 
+    @property
+    def listening(self) -> bool:
+        """Whether the subscription is up (False while Redis is away)."""
+        return self._subscription.connected
+
     async def start(self, deliver: Callable[[RoomPush], Awaitable[None]]) -> None:
         """Subscribe to the channel and start the writer; every push read goes to `deliver`."""
-        if self._tasks:
+        if self._writer is not None:
             return
-        pubsub = self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        async with redis_unavailable():
-            await pubsub.subscribe(self._channel)
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._write(), name="careline-room-bus-writer"),
-            loop.create_task(self._read(pubsub, deliver), name="careline-room-bus-reader"),
-        ]
+
+        async def received(data: bytes) -> None:
+            try:
+                push = _decoder.decode(data)
+            except msgspec.DecodeError:
+                log.warning("room relay: an undecodable push was dropped")
+                return
+            self.received += 1
+            try:
+                await deliver(push)
+            except ConnectionError:
+                log.info("relayed push of %s lost a connection", push.event)
+
+        await self._subscription.start(received)
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write(), name="careline-room-bus-writer"
+        )
 
     async def close(self) -> None:
         """Stop both tasks and release the subscription; queued pushes are dropped. Safe twice."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(redis_exceptions.RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await writer
+        await self._subscription.close()
 
     async def _write(self) -> None:
         while True:
@@ -93,31 +102,9 @@ class RedisRoomBus:
             try:
                 async with redis_unavailable():
                     await pipe.execute()
-            except StoreUnavailable:
+            except StoreUnavailable as exc:
                 self.dropped += len(batch)
-                log.warning("room relay: %d pushes dropped, Redis is not answering", len(batch))
+                self._outage.failed(exc.code)
             else:
                 self.relayed += len(batch)
-
-    async def _read(
-        self, pubsub: aioredis.client.PubSub, deliver: Callable[[RoomPush], Awaitable[None]]
-    ) -> None:
-        while True:
-            try:
-                message = await pubsub.get_message(timeout=None)
-            except _EXPECTED:
-                log.warning("room relay lost its Redis connection; listening again")
-                await asyncio.sleep(_RETRY_SECONDS)
-                continue
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                push = _decoder.decode(message["data"])
-            except msgspec.DecodeError:
-                log.warning("room relay: an undecodable push was dropped")
-                continue
-            self.received += 1
-            try:
-                await deliver(push)
-            except ConnectionError:
-                log.info("relayed push of %s lost a connection", push.event)
+                self._outage.ok()

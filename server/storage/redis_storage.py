@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.retry import Retry
 
 from careline.server.storage.redis_audit import RedisAuditStore
 from careline.server.storage.redis_blobs import RedisBlobStore
@@ -26,18 +27,33 @@ from careline.server.storage.redis_visits import RedisVisitStore
 
 log = logging.getLogger(__name__)
 
+#: Longest wait for one command's reply. Redis answers in milliseconds; a server that does not
+#: answer within this (stopped, partitioned) fails the request with StoreUnavailable instead of
+#: holding it. Timeouts are not retried (the command may have run).
+COMMAND_TIMEOUT_SECONDS = 2.0
+#: Longest wait for a new connection.
+CONNECT_TIMEOUT_SECONDS = 1.0
+#: Refused or dropped connections are retried this often (about 0.7 s of backoff in all): a
+#: restarted Redis leaves every pooled connection stale, and each is reopened on its next use.
+CONNECTION_RETRIES = 3
+
 
 class RedisStorage:
-    """Storage on Redis. Commands retry transient connection errors with capped backoff."""
+    """Storage on Redis. Commands retry refused or dropped connections with capped backoff and
+    give up on a silent server after COMMAND_TIMEOUT_SECONDS (StoreUnavailable either way)."""
 
     backend = "redis"
 
     def __init__(self, url: str, prefix: str) -> None:
         self._client: aioredis.Redis = aioredis.Redis.from_url(
             url,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
+            retry=Retry(
+                ExponentialBackoff(cap=1.0, base=0.05),
+                retries=CONNECTION_RETRIES,
+                supported_errors=(RedisConnectionError,),
+            ),
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=COMMAND_TIMEOUT_SECONDS,
         )
         self._audit = RedisAuditStore(self._client, prefix)
         self._revocations = RedisRevocationStore(self._client, prefix)

@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
+from careline.server.settings import Settings
 from tests.browser.netns import NetnsLoop
+from tests.support import RunningServer, running_server
 
 T = TypeVar("T")
 
@@ -60,11 +63,28 @@ class BrowserEnv:
     console: list[str] = field(default_factory=list)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 240) -> T:
-        """Run a scenario on the namespaced loop; pages opened in it are closed afterwards."""
+        """Run a scenario on the namespaced loop; pages still open are closed afterwards (use
+        `server()` or `closing_pages()` to close them while the server still runs)."""
         try:
             return self.loop.run(coro, timeout)
         finally:
             self.loop.run(self._close_contexts(), 60)
+
+    @asynccontextmanager
+    async def server(self, settings: Settings) -> AsyncIterator[RunningServer]:
+        """A Careline server for the block; the pages opened in it are closed before the server
+        stops (an open socket would make its shutdown wait for it)."""
+        async with running_server(settings) as server, self.closing_pages():
+            yield server
+
+    @asynccontextmanager
+    async def closing_pages(self) -> AsyncIterator[None]:
+        """Close the pages opened so far when the block ends: enter it after what the pages talk
+        to (servers, proxies), so they are closed first."""
+        try:
+            yield
+        finally:
+            await self._close_contexts()
 
     async def page(self, url: str | None = None, *, fake_media: bool = True) -> Page:
         """A page in a fresh browser context (its own storage, as another device would be).

@@ -24,7 +24,7 @@ from careline.server.order_tokens import OrderTokens
 from careline.server.settings import Settings
 from careline.signaling.identity import Role
 from tests.browser.harness import BROWSER_SETTINGS, BrowserEnv, video_playing
-from tests.support import RunningServer, make_settings, running_server
+from tests.support import RunningServer, make_settings
 
 #: Short hotline timers: queue pushes every 0.5 s, a quick sweep, short wrap-up.
 HOTLINE: dict[str, Any] = {
@@ -45,13 +45,8 @@ async def hotline_server(
 ) -> AsyncIterator[RunningServer]:
     """A server with the HOTLINE settings; the test's pages are closed before it stops (an open
     socket would hold up its shutdown)."""
-    async with running_server(make_settings(tmp_path, **{**HOTLINE, **overrides})) as server:
-        try:
-            yield server
-        finally:
-            contexts, env.contexts[:] = list(env.contexts), []
-            for context in contexts:
-                await context.close()
+    async with env.server(make_settings(tmp_path, **{**HOTLINE, **overrides})) as server:
+        yield server
 
 
 def order_token(

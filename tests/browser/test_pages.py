@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from tests.browser.harness import BROWSER_SETTINGS, BrowserEnv
-from tests.support import make_settings, running_server
+from tests.support import make_settings
 
 
 @pytest.mark.parametrize("path", ["/visit/v-1?token=not-a-token", "/threads?token=bad"])
 def test_a_bad_link_says_so(browser_env: BrowserEnv, tmp_path: Path, path: str) -> None:
     async def scenario() -> None:
-        async with running_server(make_settings(tmp_path, **BROWSER_SETTINGS)) as server:
+        async with browser_env.server(make_settings(tmp_path, **BROWSER_SETTINGS)) as server:
             page = await browser_env.page(server.url + path)
             alert = page.get_by_role("alert")
             await alert.wait_for()

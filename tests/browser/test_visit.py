@@ -21,7 +21,7 @@ from tests.browser.harness import (
     BrowserEnv,
     video_playing,
 )
-from tests.support import RunningServer, make_settings, running_server
+from tests.support import RunningServer, make_settings
 
 SETTINGS: dict[str, Any] = {
     **BROWSER_SETTINGS,
@@ -111,7 +111,7 @@ def test_parent_waits_clinician_admits_both_see_video(
     browser_env: BrowserEnv, tmp_path: Path
 ) -> None:
     async def scenario() -> None:
-        async with running_server(make_settings(tmp_path, **SETTINGS)) as server:
+        async with browser_env.server(make_settings(tmp_path, **SETTINGS)) as server:
             visit = await create_visit(server, ["parent"])
             parent = await browser_env.page(server.url + visit.links["parent"])
             # device check: camera preview, microphone level, connection
@@ -243,7 +243,7 @@ async def proxy_to(server: RunningServer) -> AsyncIterator[DroppableProxy]:
 def test_a_network_drop_recovers_the_visit(browser_env: BrowserEnv, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with (
-            running_server(make_settings(tmp_path, **SETTINGS)) as server,
+            browser_env.server(make_settings(tmp_path, **SETTINGS)) as server,
             proxy_to(server) as proxy,
         ):
             visit = await create_visit(server, ["parent"])
@@ -282,7 +282,7 @@ def test_a_network_drop_recovers_the_visit(browser_env: BrowserEnv, tmp_path: Pa
 
 def test_a_denied_parent_sees_a_clear_page(browser_env: BrowserEnv, tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with running_server(make_settings(tmp_path, **SETTINGS)) as server:
+        async with browser_env.server(make_settings(tmp_path, **SETTINGS)) as server:
             visit = await create_visit(server, ["parent"])
             parent = await browser_env.page(server.url + visit.links["parent"])
             await join(parent)
@@ -346,8 +346,8 @@ CAMERA_REFUSED = """async () => {
 def test_a_refused_camera_falls_back_to_sound_only(browser_env: BrowserEnv, tmp_path: Path) -> None:
     async def scenario() -> None:
         refusing = RefusingBrowser(browser_env)
-        try:
-            async with running_server(make_settings(tmp_path, **SETTINGS)) as server:
+        async with browser_env.server(make_settings(tmp_path, **SETTINGS)) as server:
+            try:
                 visit = await create_visit(server, ["parent", "second_parent"])
                 # parent: camera refused, microphone allowed -> sound only
                 parent = await refusing.page(server.url + visit.links["parent"], ["microphone"])
@@ -388,15 +388,15 @@ def test_a_refused_camera_falls_back_to_sound_only(browser_env: BrowserEnv, tmp_
                 await expect(parent_tile.locator(".tile-status")).to_have_text("No video")
                 await browser_env.screenshot(parent, "3-parent-sound-only-in-call")
                 await browser_env.screenshot(clinician, "4-clinician-with-sound-only-parent")
-        finally:
-            await refusing.close()
+            finally:
+                await refusing.close()  # before the server stops: its pages' sockets go now
 
     browser_env.run(scenario())
 
 
 def test_an_h264_visit_plays(browser_env: BrowserEnv, tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with running_server(make_settings(tmp_path, **SETTINGS)) as server:
+        async with browser_env.server(make_settings(tmp_path, **SETTINGS)) as server:
             visit = await create_visit(server, ["parent"], codec="h264")
             _, clinician = await in_call(browser_env, server.url, visit)
             # the server takes only answers with the visit's codec on every video m-line, so

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ class Cluster:
     settings: Settings
     nodes: list[ServeProcess]
     http: aiohttp.ClientSession
+    logs: list[Path] = field(default_factory=list)
     visits: list[VisitClient] = field(default_factory=list)
 
     @property
@@ -80,30 +81,41 @@ def node_env(redis: RedisServer, prefix: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path, redis: RedisServer) -> AsyncIterator[Cluster]:
-    """Nodes A, B and C (started together), each registered before the test starts."""
+@asynccontextmanager
+async def three_nodes(tmp_path: Path, redis: RedisServer, **env: str) -> AsyncIterator[Cluster]:
+    """Nodes A, B and C on `redis` (started together, extra `env` on top of `node_env`), each
+    registered before the block starts; their logs go to `<tmp_path>/<name>.log`."""
     restrict_host_addresses(["127.0.0.1"])
-    env = node_env(redis, f"cluster-{uuid.uuid4().hex}")
+    node_environment = node_env(redis, f"cluster-{uuid.uuid4().hex}") | env
     settings = make_settings(tmp_path / "tokens", **{"hotline.order_secret": ORDER_SECRET})
+    logs = [tmp_path / f"{name}.log" for name in ("a", "b", "c")]
     async with AsyncExitStack() as stack:
         nodes = await asyncio.gather(
             *(
-                stack.enter_async_context(careline_serve(tmp_path / name, env))
-                for name in ("a", "b", "c")
+                stack.enter_async_context(
+                    careline_serve(tmp_path / log.stem, node_environment, log_file=log)
+                )
+                for log in logs
             )
         )
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        cluster = Cluster(settings, list(nodes), http)
+        cluster = Cluster(settings, list(nodes), http, logs)
         try:
-            await _until_registered(cluster, len(nodes))
+            await until_registered(cluster, len(nodes))
             yield cluster
         finally:
             for client in cluster.visits:
                 await client.close()
 
 
-async def _until_registered(cluster: Cluster, count: int, within: float = 10.0) -> None:
+@pytest.fixture
+async def cluster(tmp_path: Path, redis: RedisServer) -> AsyncIterator[Cluster]:
+    """Nodes A, B and C on the session's redis-server."""
+    async with three_nodes(tmp_path, redis) as started:
+        yield started
+
+
+async def until_registered(cluster: Cluster, count: int, within: float = 10.0) -> None:
     """Every node is in the registry and every node's last heartbeat saw all of them (the
     room relay sends to other nodes only once a heartbeat has seen them)."""
     await poll(

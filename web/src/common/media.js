@@ -58,6 +58,15 @@ export class SfuPeer {
     });
   }
 
+  /** Use another socket from now on (the page moved to another server); the next start() goes there. */
+  setSocket(socket) {
+    for (const [event, handler] of Object.entries(this.handlers)) {
+      this.socket.off(event, handler);
+      socket.on(event, handler);
+    }
+    this.socket = socket;
+  }
+
   /** Replace the local camera/microphone (e.g. after the device check or a device change). */
   async setLocalStream(stream) {
     this.localStream = stream;

@@ -9,9 +9,12 @@ import { CarelineError, isFatalAuth } from "./errors.js";
  *   onStatus({state: "connected" | "reconnecting" | "offline" | "refused", attempt, code, message})
  * A refused connect with an auth code ("refused") is final: the client stops retrying.
  * `getToken` is called before every (re)connect, so a renewed token is picked up.
+ * `baseUrl` ("http(s)://host:port", optional) connects to another server than the page's own
+ * (a video visit held by another node: `visit.wrong_node`); the server must accept this page's
+ * origin (`cluster.allowed_origins`).
  */
-export function connect(namespace, getToken, onStatus = () => {}) {
-  const socket = io(namespace, {
+export function connect(namespace, getToken, onStatus = () => {}, baseUrl = "") {
+  const socket = io(baseUrl ? baseUrl.replace(/\/+$/, "") + namespace : namespace, {
     parser,
     auth: (cb) => cb({ token: getToken() }),
     reconnectionDelay: 1000,
@@ -41,7 +44,10 @@ export function connect(namespace, getToken, onStatus = () => {}) {
   return socket;
 }
 
-/** Emit `event` with an ack; resolve with its data or throw CarelineError (code "timeout"). */
+/**
+ * Emit `event` with an ack; resolve with its data or throw CarelineError (code "timeout"). The
+ * error's `details` holds the fields an error ack carries beside code and message (`node_url`).
+ */
 export async function call(socket, event, payload, timeoutMs = 15000) {
   let reply;
   try {
@@ -51,7 +57,9 @@ export async function call(socket, event, payload, timeoutMs = 15000) {
   }
   if (!reply || reply.ok !== true) {
     const error = (reply && reply.error) || {};
-    throw new CarelineError(error.code || "internal", error.message);
+    const failure = new CarelineError(error.code || "internal", error.message);
+    failure.details = error;
+    throw failure;
   }
   return reply.data;
 }

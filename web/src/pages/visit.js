@@ -2,6 +2,7 @@
 // clinician's controls. Protocol: docs/protocol.md "Video visits"; behaviour: docs/web.md.
 import { signIn } from "../common/session.js";
 import { connect, call } from "../common/socket.js";
+import { CarelineError } from "../common/errors.js";
 import { announce, showFatal, el } from "../common/status.js";
 import { SfuPeer, getLocalMedia } from "../common/media.js";
 
@@ -24,6 +25,9 @@ const STATE_WORD = {
 };
 const STATS_EVERY_MS = 3000;
 const RESTART_AFTER_MS = 5000; // a peer connection "disconnected" this long gets a media.restart
+const MAX_MOVES = 3; // visit.wrong_node redirects followed by one join before giving up
+const MOVE_CONNECT_MS = 5000; // how long a connect to another node (or back to the page's) may take
+const REJOIN_FAST_MS = 15000; // after a lost socket: retry the join every second this long, then back off
 
 /** Everything the page knows; one visit per page. */
 const S = {
@@ -31,6 +35,9 @@ const S = {
   me: null,
   visitId: decodeURIComponent(window.location.pathname.split("/")[2] || ""),
   socket: null,
+  nodeUrl: "", // the node the socket talks to; "" = this page's own server
+  moving: false, // the page is replacing its socket (a redirect or a failover)
+  rejoining: false,
   phase: "check", // check -> waiting -> call -> over
   everConnected: false,
   participantId: null,
@@ -79,9 +86,14 @@ async function start() {
 
 // -- socket: connection, reconnects, server events ------------------------------------------------
 
-function openSocket() {
-  S.socket = connect("/visit", () => S.token, onSocketStatus);
-  const on = (event, handler) => S.socket.on(event, handler);
+/** A /visit socket to `base` (another node's URL, or "" for this page's server). Events of a
+ * socket the page has since replaced are ignored. */
+function openSocket(base = "") {
+  const socket = connect("/visit", () => S.token, (status) => socket === S.socket && onSocketStatus(status), base);
+  S.socket = socket;
+  S.nodeUrl = base;
+  document.body.dataset.visitNode = base; // which server the page talks to ("" = its own)
+  const on = (event, handler) => socket.on(event, (...args) => socket === S.socket && handler(...args));
   on("visit.admitted", () => {
     if (S.phase === "waiting") {
       announce("The clinician let you in. Joining the visit.");
@@ -124,6 +136,7 @@ function onSocketStatus(status) {
     showFatal(status.code, status.message);
     return;
   }
+  if (S.moving && status.state !== "refused") return; // switchSocket waits for this socket itself
   if (status.state === "connected") {
     const again = S.everConnected;
     S.everConnected = true;
@@ -147,6 +160,63 @@ function onSocketStatus(status) {
   if (S.phase === "check") {
     setCheck("server", "pending", "Cannot reach Careline yet. Retrying…");
     updateJoinButton();
+  } else if (S.nodeUrl) {
+    // The socket to the node holding the visit is lost: that node may be dead. Rejoin through
+    // this page's own server at once (it places the visit on a live node) rather than waiting
+    // for socket.io to reach the lost node again.
+    rejoin();
+  }
+}
+
+/** Replace the socket by one to `base` ("" = this page's server) and wait until it is connected
+ * (at most `withinMs`, and only until its first failed attempt: the caller decides what next).
+ * Throws CarelineError "network" when it could not connect. */
+async function switchSocket(base, withinMs = MOVE_CONNECT_MS) {
+  const old = S.socket;
+  S.moving = true;
+  try {
+    if (old) old.disconnect();
+    openSocket(base);
+    if (S.peer) S.peer.setSocket(S.socket);
+    const socket = S.socket;
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new CarelineError("network", "no connection in time")), withinMs);
+      const done = (err) => {
+        clearTimeout(timer);
+        socket.off("connect", onConnect);
+        socket.off("connect_error", onError);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onConnect = () => done(null);
+      const onError = (err) => done(new CarelineError((err && err.data && err.data.code) || "network", err && err.message));
+      if (socket.connected) return done(null);
+      socket.on("connect", onConnect);
+      socket.on("connect_error", onError);
+    });
+  } finally {
+    S.moving = false;
+  }
+}
+
+/** `visit.join`, following `visit.wrong_node` to the node that holds the visit (at most MAX_MOVES
+ * times; docs/protocol.md "Several nodes"). If a node it was sent to cannot be reached, the page
+ * goes back to its own server and the error is thrown. */
+async function joinVisit() {
+  for (let moves = 0; ; moves += 1) {
+    try {
+      return await call(S.socket, "visit.join", { visit_id: S.visitId });
+    } catch (err) {
+      const nodeUrl = err && err.code === "visit.wrong_node" && err.details && err.details.node_url;
+      if (!nodeUrl || typeof nodeUrl !== "string") throw err;
+      if (moves >= MAX_MOVES) throw new CarelineError("visit.too_many_moves", "the visit kept moving between servers");
+      try {
+        await switchSocket(nodeUrl);
+      } catch (moveErr) {
+        if (S.phase !== "over") await switchSocket("").catch(() => {});
+        throw moveErr;
+      }
+    }
   }
 }
 
@@ -162,16 +232,37 @@ function hideBanner() {
   banner.dataset.state = "connected";
 }
 
-/** After the socket came back: join again, then new media (docs/protocol.md "Reconnects"). */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** After the socket came back, or the socket to another node was lost: join again (through this
+ * page's own server when the node is lost), then new media (docs/protocol.md "Reconnects",
+ * "Several nodes"). Retries every second for REJOIN_FAST_MS (a dead node's visits are re-placed
+ * after its lease, 6 s by default), then with backoff up to 10 s, saying so in the banner. */
 async function rejoin() {
-  if (S.phase === "over") return;
-  let joined;
+  if (S.phase === "over" || S.rejoining) return;
+  S.rejoining = true;
+  const started = Date.now();
+  let delay = 1000;
+  let joined = null;
   try {
-    joined = await call(S.socket, "visit.join", { visit_id: S.visitId });
-  } catch (err) {
-    if (!handleJoinError(err)) showBanner("Could not rejoin the visit yet. Retrying…", "reconnecting");
-    return; // a timeout: the socket will reconnect (and we rejoin) or the next status will tell
+    while (S.phase !== "over") {
+      try {
+        if (S.nodeUrl && !S.socket.connected) await switchSocket("");
+        if (!S.socket.connected) return; // socket.io retries this page's server; "connected" rejoins
+        joined = await joinVisit();
+        break;
+      } catch (err) {
+        if (handleJoinError(err)) return;
+      }
+      const slow = Date.now() - started > REJOIN_FAST_MS;
+      showBanner(slow ? "Still cannot get back into the visit. Retrying…" : "Could not rejoin the visit yet. Retrying…", "reconnecting");
+      await sleep(delay);
+      if (slow) delay = Math.min(delay * 2, 10000);
+    }
+  } finally {
+    S.rejoining = false;
   }
+  if (!joined || S.phase === "over") return;
   applyJoin(joined);
   if (joined.state === "waiting") {
     const wasInCall = S.phase === "call";
@@ -436,7 +527,7 @@ async function join_() {
   S.ui.join.disabled = true;
   let joined;
   try {
-    joined = await call(S.socket, "visit.join", { visit_id: S.visitId });
+    joined = await joinVisit();
   } catch (err) {
     if (!handleJoinError(err)) {
       S.ui.join.disabled = false;
@@ -464,7 +555,7 @@ function applyJoin(joined) {
 /** Errors of visit.join that end the page; false for the ones worth retrying. */
 function handleJoinError(err) {
   const code = err && err.code;
-  const ending = { "visit.denied": "denied", "visit.removed": "removed", "visit.ended": "ended" }[code];
+  const ending = { "visit.denied": "denied", "visit.removed": "removed", "visit.ended": "ended", "visit.too_many_moves": "moves" }[code];
   if (ending) {
     finish(ending);
     return true;
@@ -904,6 +995,7 @@ const ENDINGS = {
   removed: ["You were removed from the visit.", "If you think this is a mistake, contact your clinic.", null],
   replaced: ["This visit is open on another device or tab.", "You joined from somewhere else, so this page stopped.", "Use this device instead"],
   disconnected: ["The server ended your connection.", "You can try to join again.", "Rejoin"],
+  moves: ["Could not reach the server that holds this visit.", "The visit kept moving between servers. Try again in a moment.", "Try again"],
 };
 
 function finish(why) {

@@ -1,0 +1,240 @@
+"""The video visit page with two nodes on one Redis: the page follows `visit.wrong_node` to the
+node holding the visit's media (another origin than the page's), and survives that node's death.
+
+Everything runs in the harness's loopback-only namespace: the redis-server and both
+`careline serve` nodes are started from the namespaced loop's thread, so they are in it too
+(checked below). Each page is opened through an entry proxy, as behind a load balancer: entry A
+prefers node A, entry B node B, and each falls back to the other node when its first choice
+refuses the connection. The nodes accept sockets from the entries' origins
+(`cluster.allowed_origins`), and a redirected page talks to its node directly (cross-origin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Page, expect
+
+from careline.signaling.identity import Role
+from tests.browser.harness import BrowserEnv, video_playing
+from tests.browser.test_visit import join, tile
+from tests.support import SECRET, ServeProcess, careline_serve, issue, make_settings, redis_server
+
+pytestmark = pytest.mark.redis
+
+#: A dead node's visits are re-placed after its lease; short here, so the failover is quick.
+LEASE_SECONDS = 3.0
+
+
+class EntryProxy:
+    """A TCP proxy: each connection goes to the first of `targets` (ports) that accepts it."""
+
+    def __init__(self) -> None:
+        self.targets: list[int] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for port in self.targets:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            self.writers.update((writer, up_writer))
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            return
+        writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in list(self.writers):
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def node_env(redis_url: str, allowed_origins: Sequence[str]) -> dict[str, str]:
+    return {
+        "CARELINE_AUTH_SECRET": SECRET,
+        "CARELINE_STORE_BACKEND": "redis",
+        "CARELINE_STORE_REDIS_URL": redis_url,
+        "CARELINE_STORE_REDIS_PREFIX": f"browser-{uuid.uuid4().hex}",
+        "CARELINE_MEDIA_HOST_ADDRESSES": "127.0.0.1",
+        "CARELINE_MEDIA_KEYFRAME_INTERVAL_SECONDS": "0.2",
+        "CARELINE_CLUSTER_NODE_LEASE_SECONDS": str(LEASE_SECONDS),
+        "CARELINE_CLUSTER_ALLOWED_ORIGINS": ",".join(allowed_origins),
+        "CARELINE_SERVER_LOG_LEVEL": "warning",
+        "CARELINE_SERVER_SHUTDOWN_TIMEOUT_SECONDS": "2",
+    }
+
+
+def same_netns(pid: int) -> bool:
+    """Whether process `pid` is in this thread's network namespace."""
+    mine = os.readlink(f"/proc/self/task/{threading.get_native_id()}/ns/net")
+    return os.readlink(f"/proc/{pid}/ns/net") == mine
+
+
+async def json_request(
+    http: aiohttp.ClientSession, method: str, url: str, token: str, body: Any = None
+) -> Any:
+    async with http.request(
+        method, url, json=body, headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        assert response.status < 300, await response.text()
+        return await response.json()
+
+
+async def live_nodes(http: aiohttp.ClientSession, url: str, admin: str) -> list[str]:
+    listed = await json_request(http, "GET", url + "/api/cluster/nodes", admin)
+    return sorted(node["url"] for node in listed["nodes"])
+
+
+async def until(predicate: Any, within: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.2)
+
+
+async def visit_node(page: Page) -> str:
+    """The node the page's socket talks to ("" = the server it was loaded from)."""
+    node: str = await page.evaluate("() => document.body.dataset.visitNode || ''")
+    return node
+
+
+def test_pages_follow_the_visit_to_its_node_and_fail_over(
+    browser_env: BrowserEnv, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        settings = make_settings(tmp_path / "tokens")
+        admin = issue(settings, Role.ADMIN, "admin-1")
+        async with AsyncExitStack() as stack:
+            redis = stack.enter_context(redis_server())
+            assert same_netns(redis.process.pid)
+            entries = [EntryProxy(), EntryProxy()]
+            for entry in entries:
+                await entry.start()
+                stack.push_async_callback(entry.close)
+            env = node_env(redis.url, [entry.origin for entry in entries])
+            nodes: list[ServeProcess] = list(
+                await asyncio.gather(
+                    *(
+                        stack.enter_async_context(careline_serve(tmp_path / name, env))
+                        for name in ("a", "b")
+                    )
+                )
+            )
+            assert all(same_netns(node.process.pid) for node in nodes)
+            urls = [node.url for node in nodes]
+            entries[0].targets = [port_of(urls[0]), port_of(urls[1])]
+            entries[1].targets = [port_of(urls[1]), port_of(urls[0])]
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            # entered last: the pages are closed before the nodes and proxies stop
+            await stack.enter_async_context(browser_env.closing_pages())
+            await until(lambda: _both_live(http, urls, admin), within=10)
+
+            created = await json_request(
+                http,
+                "POST",
+                urls[0] + "/api/visits",
+                issue(settings, Role.CLINICIAN, "c-1"),
+                {"participants": [{"kind": "parent"}], "codec": "vp8"},
+            )
+            links = {p["kind"]: p["link"] for p in created["invited"]}
+            ids = {p["kind"]: p["participant_id"] for p in created["invited"]}
+
+            # the parent enters through node B, the clinician through node A
+            parent = await browser_env.page(entries[1].origin + links["parent"])
+            await join(parent)
+            await expect(
+                parent.get_by_role("heading", name="You are in the waiting room")
+            ).to_be_visible()
+            clinician = await browser_env.page(entries[0].origin + links["clinician"])
+            await join(clinician)
+            await clinician.locator(f"#admit-{ids['parent']}").click()
+            await video_playing(parent, tile(ids["clinician"]))
+            await video_playing(clinician, tile(ids["parent"]))
+
+            # exactly one of them was sent to the other node, by its own URL (another origin)
+            moved = {"parent": await visit_node(parent), "clinician": await visit_node(clinician)}
+            assert sorted(moved.values()).count("") == 1, moved
+            owner_url = moved["parent"] or moved["clinician"]
+            assert owner_url in urls
+            owner = urls.index(owner_url)
+            assert owner == (0 if moved["parent"] else 1)
+            await browser_env.screenshot(parent, "1-parent-in-call")
+            await browser_env.screenshot(clinician, "2-clinician-in-call")
+
+            # the node holding the visit dies: both pages rejoin through their entry, the
+            # visit is placed on the other node after the lease, and video plays again
+            before = {
+                "parent": await parent.locator(tile(ids["clinician"])).get_attribute("data-tracks"),
+                "clinician": await clinician.locator(tile(ids["parent"])).get_attribute(
+                    "data-tracks"
+                ),
+            }
+            killed_at = asyncio.get_running_loop().time()
+            nodes[owner].kill()
+            survivor = urls[1 - owner]
+            for page, other, who in (
+                (parent, "clinician", "parent"),
+                (clinician, "parent", "clinician"),
+            ):
+                await page.wait_for_function(
+                    "([sel, before]) => document.querySelector(sel)?.dataset.tracks !== before",
+                    arg=[tile(ids[other]), before[who]],
+                    timeout=25000,
+                )
+                await video_playing(page, tile(ids[other]), within_ms=20000)
+                await expect(page.locator("#banner")).to_be_hidden(timeout=10000)
+            recovered = asyncio.get_running_loop().time() - killed_at
+            # the page that was on the dead node came back through its entry (its own origin)
+            # and was sent to the survivor or is served by it through that entry
+            for page in (parent, clinician):
+                assert await visit_node(page) in ("", survivor)
+            assert recovered < 20, f"video back {recovered:.1f} s after the kill"
+            await browser_env.screenshot(parent, "3-parent-after-failover")
+            await browser_env.screenshot(clinician, "4-clinician-after-failover")
+
+    browser_env.run(scenario(), timeout=110)
+
+
+async def _both_live(http: aiohttp.ClientSession, urls: list[str], admin: str) -> bool:
+    try:
+        return await live_nodes(http, urls[0], admin) == sorted(urls)
+    except (aiohttp.ClientError, AssertionError):
+        return False
