@@ -24,7 +24,8 @@ class Publication:
 
     Frames arrive on the event loop (from aiortc's receiver) and are pushed to each subscriber's
     bounded queue; nothing is decoded. Keyframe requests from subscribers are throttled to one
-    PLI per `keyframe_interval` seconds, with one trailing request so a late asker is served.
+    PLI per `keyframe_interval` seconds, with one trailing request so a late asker is served,
+    and repeated while any bound slot still waits for a keyframe.
     """
 
     def __init__(
@@ -125,8 +126,15 @@ class Publication:
         if not self._subscribers:
             return
         frame = make_frame(name, data, timestamp, self._packetize)
+        waiting = False
         for track in self._subscribers:
             track.push(frame)
+            waiting = waiting or track.waiting_for_keyframe
+        if waiting and not frame.keyframe:
+            # A slot still waits for its first keyframe: ask again (throttled). A publisher may
+            # ignore a request that comes soon after its last keyframe (libwebrtc drops those
+            # within 300 ms), and without a new request the slot would wait forever.
+            self.request_keyframe()
 
     def _on_end(self) -> None:
         self.close()

@@ -1,4 +1,5 @@
-"""Publication: keyframe requests reach the publisher's media SSRC, whatever else it sends."""
+"""Publication: keyframe requests reach the publisher's media SSRC, whatever else it sends, and
+are repeated while a slot still waits for a keyframe."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import datetime
 from typing import Any
 
 import pytest
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpSynchronizationSource
 
 from careline.media import publication
 from careline.media.publication import Publication
+from careline.media.subscriber_track import SubscriberTrack
 
 
 class FakeReceiver:
@@ -64,3 +67,38 @@ async def test_no_pli_before_anything_was_received() -> None:
     make(receiver).request_keyframe()
     await asyncio.sleep(0)
     assert receiver.plis == []
+
+
+async def test_a_slot_waiting_for_a_keyframe_asks_again_until_one_comes() -> None:
+    # libwebrtc ignores a keyframe request that comes within 300 ms of its last keyframe: a slot
+    # bound just after another one's keyframe would otherwise wait for a keyframe forever.
+    now = [100.0]
+    receiver = FakeReceiver([1111])
+    fake: Any = receiver
+    pub = Publication("s-1", "video", fake, keyframe_interval=0.5, clock=lambda: now[0])
+    slot = SubscriberTrack("video", 90_000, capacity=30)
+    pub.subscribe(slot)  # the bind's own request
+    await asyncio.sleep(0)
+    assert receiver.plis == [1111]
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
+    interframe = b"\x01" + bytes(20)
+    keyframe = b"\x00\x00\x00\x9d\x01\x2a" + bytes(20)
+    for step in range(1, 11):  # the publisher ignored that request: 1.25 s of interframes
+        now[0] += 0.125
+        pub._on_frame(vp8, interframe, step * 3000)
+    await asyncio.sleep(0)
+    assert waiting(slot)
+    assert len(receiver.plis) == 3  # asked again every keyframe_interval while waiting
+    pub._on_frame(vp8, keyframe, 40_000)
+    assert not waiting(slot)
+    for step in range(1, 11):
+        now[0] += 0.125
+        pub._on_frame(vp8, interframe, 40_000 + step * 3000)
+    await asyncio.sleep(0)
+    assert len(receiver.plis) == 3  # served: no more requests
+    pub.close()
+
+
+def waiting(slot: SubscriberTrack) -> bool:
+    """Whether the slot still waits for a keyframe (a call, so mypy does not narrow it)."""
+    return slot.waiting_for_keyframe
