@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -164,6 +165,54 @@ async def test_an_impossible_slo_exits_non_zero_with_the_reason(
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["passed"] is False
     assert [check["key"] for check in written["slo"] if not check["passed"]] == ["chat_ack_ms_p99"]
+
+
+async def test_ctrl_c_still_writes_the_partial_report(
+    target: RunningServer, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "long.toml"
+    scenario.write_text(
+        "name = 'long'\nduration_seconds = 60\n[messages]\nthreads = 2\nrate_per_second = 20\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "careline.server",
+        "loadtest",
+        "run",
+        str(scenario),
+        "--target",
+        target.url,
+        "--secret",
+        SECRET,
+        "--quiet",
+        "--report",
+        str(tmp_path / "out"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    # Wait until messages are being acknowledged, then press Ctrl-C (SIGINT) once.
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            async with http.get(target.url + "/metrics") as response:
+                text = await response.text()
+            if any(
+                line.startswith('careline_thread_entries_total{kind="message",outcome="stored"}')
+                and not line.endswith(" 0.0")
+                for line in text.splitlines()
+            ):
+                break
+            await asyncio.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 130, err.decode()[-2000:]
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert written["interrupted"] is True
+    assert written["passed"] is False
+    assert written["elapsed_seconds"] < 50  # stopped well before the scenario's 60 s
+    assert written["latency_ms"]["chat_ack_ms"]["count"] > 0  # what ran before is kept
+    assert (tmp_path / "out" / "report.html").is_file()
 
 
 # -- record and replay -----------------------------------------------------------------------
