@@ -65,6 +65,8 @@ class Call:
     `accepted_at` when answered, `ended_at` when it reached a final state. `pharmacist` is the
     pharmacist it rings or was answered by. `requeued` calls go to the head of the queue.
     `detached_at` is set while the kiosk's socket is gone (its reconnect grace runs).
+    `missed_by` lists, once per ring, the pharmacists whose ring ended without an accept (rang
+    out, declined, or their console left while it rang).
     """
 
     call_id: str
@@ -88,6 +90,7 @@ class Call:
     callback_offered_at: float | None = None
     kiosk_session: str | None = None
     pharmacist_session: str | None = None
+    missed_by: tuple[str, ...] = ()
 
     @property
     def is_open(self) -> bool:

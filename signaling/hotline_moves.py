@@ -98,6 +98,7 @@ def requeue(
         passed_by=call.pharmacist,
         pharmacist=None,
         ring_deadline=None,
+        missed_by=call.missed_by if call.pharmacist is None else (*call.missed_by, call.pharmacist),
     )
     presences: tuple[Presence, ...] = ()
     if (

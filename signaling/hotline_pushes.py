@@ -8,6 +8,7 @@ queue summaries and the figures are refreshed at most every `position_update_sec
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,13 @@ from careline.signaling.hotline_media import HotlineMedia
 from careline.signaling.hotline_observer import HotlineObserver
 from careline.signaling.hotline_routing import queue_order
 from careline.signaling.hotline_schemas import CallView, PositionView
-from careline.signaling.hotline_stats import HotlineStats, estimate_wait, staffed, summarize
+from careline.signaling.hotline_stats import (
+    HotlineStats,
+    estimate_wait,
+    own_figures,
+    staffed,
+    summarize,
+)
 from careline.signaling.hotline_store import HotlineStore
 from careline.signaling.hotline_views import call_view, presence_view
 from careline.signaling.presence import Presence
@@ -70,6 +77,7 @@ class HotlinePushes:
         self._seen_presence: dict[str, int] = {}
         self._pushed: dict[str, _Pushed] = {}
         self.stats: HotlineStats | None = None
+        self._records: Sequence[Call] = ()
         self._stats_at = float("-inf")
         self._queue_pushed_at = float("-inf")
 
@@ -267,15 +275,18 @@ class HotlinePushes:
             }
             await channel.emit("hotline.queue", summary, PHARMACISTS_ROOM)
 
-    async def refresh_stats(self, force: bool = False) -> HotlineStats:
-        """The figures, recomputed from the store at most every `position_update_seconds`."""
+    async def refresh_stats(self, force: bool = False, sub: str | None = None) -> HotlineStats:
+        """The figures, recomputed from the store at most every `position_update_seconds`.
+
+        With `sub`, they carry that pharmacist's own figures (`mine`) from the same records.
+        """
         now = self._clock()
         if (
             self.stats is not None
             and not force
             and now - self._stats_at < self._config.position_update_seconds
         ):
-            return self.stats
+            return self._with_mine(self.stats, sub)
         window = self._config.stats_window_seconds
         records = await self._store.recent_calls(now - window)
         stats = summarize(
@@ -287,9 +298,15 @@ class HotlinePushes:
             service_level_seconds=self._config.service_level_seconds,
             wrap_up_seconds=self._config.wrap_up_seconds,
         )
-        self.stats, self._stats_at = stats, now
+        self.stats, self._stats_at, self._records = stats, now, records
         self._observer.snapshot(stats)
-        return stats
+        return self._with_mine(stats, sub)
+
+    def _with_mine(self, stats: HotlineStats, sub: str | None) -> HotlineStats:
+        if sub is None:
+            return stats
+        since = self._stats_at - stats.window_seconds
+        return dataclasses.replace(stats, mine=own_figures(self._records, sub, since))
 
     def kiosk_view(
         self, call: Call, calls: Sequence[Call], presences: Sequence[Presence]

@@ -440,10 +440,12 @@ class HotlineService:
         await self._pharmacists.set_skills(sub, cleaned)
 
     async def stats(self, principal: Principal | None = None) -> HotlineStats:
-        """Service-level figures now (admins and pharmacists)."""
+        """Service-level figures now (admins and pharmacists; a pharmacist's carry `mine`)."""
         if principal is not None and principal.role not in (Role.ADMIN, Role.PHARMACIST):
             raise Forbidden("only admins and pharmacists see hotline figures")
-        return await self._pushes.refresh_stats(force=True)
+        pharmacist = principal is not None and principal.role is Role.PHARMACIST
+        sub = principal.sub if pharmacist and principal is not None else None
+        return await self._pushes.refresh_stats(force=True, sub=sub)
 
     async def call_record(self, principal: Principal, call_id: str) -> Call:
         """The record of one call, for admins."""

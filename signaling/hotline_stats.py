@@ -7,6 +7,8 @@ Definitions (those of contact-centre practice):
 - estimated wait of the caller at position P: ceil(P / staffed pharmacists) x average handle time
   (talk time plus wrap-up), unknown while nobody is staffed.
 Calls count in the window they were placed in. Callbacks count neither as answered nor abandoned.
+A pharmacist's own figures (`own_figures`) come from the same records: the calls rung to them,
+answered by them, and missed by them (a ring that ended without their accept).
 """
 
 from __future__ import annotations
@@ -17,6 +19,18 @@ from dataclasses import dataclass, field
 
 from careline.signaling.hotline_call import Call, CallState
 from careline.signaling.presence import STAFFED_STATES, Presence, PresenceState
+
+
+@dataclass(frozen=True, slots=True)
+class OwnFigures:
+    """One pharmacist's figures over the stats window (`mine` in `GET /api/hotline/stats`)."""
+
+    offered: int
+    answered: int
+    missed: int
+    completed: int
+    average_handle_seconds: float | None
+    talk_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +51,7 @@ class HotlineStats:
     queue_length: int
     longest_wait_seconds: float
     pharmacists: dict[str, int] = field(default_factory=dict)
+    mine: OwnFigures | None = None
 
 
 def summarize(
@@ -83,6 +98,35 @@ def summarize(
         queue_length=len(queued),
         longest_wait_seconds=max((now - c.enqueued_at for c in queued), default=0.0),
         pharmacists=counts,
+    )
+
+
+def own_figures(records: Iterable[Call], sub: str, since: float) -> OwnFigures:
+    """The figures of pharmacist `sub` over calls placed at or after `since`.
+
+    Offered: every ring of theirs (missed ones, plus the call rung to or answered by them);
+    handle time is talk time only (accepted to ended, completed calls; no wrap-up).
+    """
+    offered = answered = missed = 0
+    talks: list[float] = []
+    for call in records:
+        if call.enqueued_at < since:
+            continue
+        misses = call.missed_by.count(sub)
+        missed += misses
+        offered += misses + (1 if call.pharmacist == sub and call.offered_at is not None else 0)
+        if call.pharmacist != sub or call.accepted_at is None:
+            continue
+        answered += 1
+        if call.state is CallState.COMPLETED and call.ended_at is not None:
+            talks.append(call.ended_at - call.accepted_at)
+    return OwnFigures(
+        offered=offered,
+        answered=answered,
+        missed=missed,
+        completed=len(talks),
+        average_handle_seconds=_mean(talks),
+        talk_seconds=sum(talks),
     )
 
 

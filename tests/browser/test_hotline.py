@@ -142,6 +142,17 @@ async def frames_advancing(page: Page, selector: str, within_ms: int = 20000) ->
     )
 
 
+async def pharmacist_figures(server: RunningServer, sub: str) -> dict[str, Any]:
+    """`GET /api/hotline/stats` as pharmacist `sub` sees it."""
+    headers = {"Authorization": f"Bearer {server.token(Role.PHARMACIST, sub)}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(server.url + "/api/hotline/stats", headers=headers) as response,
+    ):
+        assert response.status == 200
+        return dict(await response.json())
+
+
 async def connect_call(env: BrowserEnv, kiosk: Page, console: Page, order_id: str) -> None:
     """The console rings with the order id; the pharmacist accepts; video flows both ways."""
     ring = console.get_by_role("alertdialog")
@@ -186,8 +197,14 @@ def test_kiosk_calls_and_a_pharmacist_answers_with_video(
             await expect(console.locator("#presence-state")).to_have_text("Wrap-up")
             await expect(console.locator("#presence-detail")).to_contain_text("left before")
             await expect(console.locator("#end-note")).to_contain_text("ord-100")
+            # The console's own figures come from the server (`mine` of the stats).
             await expect(console.locator("#own-answered")).to_have_text("1")
+            await expect(console.locator("#own-offered")).to_have_text("1")
+            await expect(console.locator("#own-missed")).to_have_text("0")
+            await expect(console.locator("#own-talk")).to_have_text(re.compile(r"^\d+:\d\d$"))
             await expect(console.locator("#stat-answered")).to_have_text("1")
+            mine = (await pharmacist_figures(server, "ph-1"))["mine"]
+            assert (mine["offered"], mine["answered"], mine["missed"]) == (1, 1, 0)
             await browser_env.screenshot(kiosk, "kiosk-thanks")
             await browser_env.screenshot(console, "console-wrap-up")
 

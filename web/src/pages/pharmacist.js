@@ -9,7 +9,6 @@ import { SfuPeer, getLocalMedia, attach } from "../common/media.js";
 
 const TOKEN_KEY = "careline.pharmacist";
 const STATS_EVERY_MS = 15000;
-const OWN_KEY = "careline.pharmacist.own";
 
 const main = document.getElementById("main");
 const banner = document.getElementById("banner");
@@ -94,21 +93,6 @@ function seconds(value) {
   return value === null || value === undefined ? "–" : clock(value);
 }
 
-function ownStats() {
-  try {
-    return JSON.parse(sessionStorage.getItem(OWN_KEY)) || { answered: 0, talk: 0 };
-  } catch (err) {
-    return { answered: 0, talk: 0 };
-  }
-}
-
-function addOwnCall(view) {
-  const own = ownStats();
-  own.answered += 1;
-  if (view.accepted_at && view.ended_at) own.talk += Math.max(0, view.ended_at - view.accepted_at);
-  sessionStorage.setItem(OWN_KEY, JSON.stringify(own));
-}
-
 // -- layout ------------------------------------------------------------------------------------
 
 function build() {
@@ -151,8 +135,21 @@ function build() {
           "section",
           { class: "card stats", "aria-labelledby": "stats-heading" },
           el("h2", { id: "stats-heading" }, "Figures"),
-          el("h3", {}, "You, this session"),
-          el("dl", {}, el("dt", {}, "Calls answered"), el("dd", { id: "own-answered" }, "0"), el("dt", {}, "Talk time"), el("dd", { id: "own-talk" }, "0:00")),
+          el("h3", {}, "You, last hour"),
+          el(
+            "dl",
+            { id: "own-stats" },
+            el("dt", {}, "Calls rung to you"),
+            el("dd", { id: "own-offered" }, "–"),
+            el("dt", {}, "Answered"),
+            el("dd", { id: "own-answered" }, "–"),
+            el("dt", {}, "Missed"),
+            el("dd", { id: "own-missed" }, "–"),
+            el("dt", {}, "Average handle time"),
+            el("dd", { id: "own-handle" }, "–"),
+            el("dt", {}, "Talk time"),
+            el("dd", { id: "own-talk" }, "–"),
+          ),
           el("h3", {}, "Service, last hour"),
           el(
             "dl",
@@ -381,8 +378,6 @@ function callEnded(view) {
   state.lastCall = view;
   state.endNote = `The call with order ${view.order_id} ended: ${END_REASON[view.end_reason] || "it ended"}.`;
   document.title = "Pharmacist console · Careline";
-  addOwnCall(view);
-  renderOwn();
   renderStage();
   announce(state.endNote);
   loadStats();
@@ -568,13 +563,21 @@ async function loadStats() {
   set("stat-abandonment", percent(s.abandonment_rate));
   set("stat-service", percent(s.service_level));
   set("stat-available", String((s.pharmacists && s.pharmacists.available) || 0));
+  renderOwn();
   if (state.queue.at === 0) onQueue({ queue_length: s.queue_length, longest_wait_seconds: s.longest_wait_seconds });
 }
 
+/** The pharmacist's own figures, from the server (`mine` of the stats); dashes until loaded. */
 function renderOwn() {
-  const own = ownStats();
-  if (state.view["own-answered"]) state.view["own-answered"].textContent = String(own.answered);
-  if (state.view["own-talk"]) state.view["own-talk"].textContent = clock(own.talk);
+  const mine = state.stats && state.stats.mine;
+  const set = (id, text) => {
+    if (state.view[id]) state.view[id].textContent = text;
+  };
+  set("own-offered", mine ? String(mine.offered) : "–");
+  set("own-answered", mine ? String(mine.answered) : "–");
+  set("own-missed", mine ? String(mine.missed) : "–");
+  set("own-handle", mine ? seconds(mine.average_handle_seconds) : "–");
+  set("own-talk", mine ? clock(mine.talk_seconds) : "–");
 }
 
 // -- socket --------------------------------------------------------------------------------------
@@ -606,6 +609,7 @@ function openSocket() {
   socket.on("hotline.offer", onOffer);
   socket.on("hotline.offer_withdrawn", (data) => {
     if (state.offer && state.offer.call_id === data.call_id) clearOffer(WITHDRAWN[data.reason] || WITHDRAWN.requeued);
+    loadStats();
   });
   socket.on("hotline.call", onCallPush);
   socket.on("hotline.queue", onQueue);
