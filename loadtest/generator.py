@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +83,15 @@ async def generate(
     seed: int,
     stopping: asyncio.Event,
     clip_cache: Path | None = None,
+    media_addresses: Sequence[str] = LOOPBACK,
 ) -> None:
-    """Run `share` until `scenario.duration_seconds` after `metrics.started_at`, or `stopping`."""
+    """Run `share` until `scenario.duration_seconds` after `metrics.started_at`, or `stopping`.
+
+    Peers gather ICE host candidates on `media_addresses` only (loopback by default).
+    """
     if share.empty:
         return
-    restrict_host_addresses(LOOPBACK)
+    restrict_host_addresses(media_addresses)
     video, audio = await profile_clips(scenario.video.media, clip_cache)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:

@@ -62,6 +62,8 @@ class RunOptions:
     handle_sigint: bool = True
     seed: int = 1
     server_pid: int | None = None
+    #: Addresses the generator's peers gather ICE host candidates on (loopback by default).
+    media_addresses: tuple[str, ...] = ("127.0.0.1",)
 
 
 def exit_code(summary: RunSummary) -> int:
@@ -204,6 +206,7 @@ class LoadSession:
                     seed=self.options.seed,
                     stopping=self.stopping,
                     clip_cache=self.options.clip_cache,
+                    media_addresses=self.options.media_addresses,
                 )
             )
         try:
@@ -234,6 +237,7 @@ class LoadSession:
                 seed=self.options.seed,
                 started_at=self.metrics.started_at,
                 clip_cache=cache,
+                media_addresses=self.options.media_addresses,
             )
             for index, share in enumerate(shares)
         ]

@@ -75,6 +75,7 @@ async def _serve() -> int:
             seed=start.seed,
             stopping=stopping,
             clip_cache=Path(start.clip_cache) if start.clip_cache else None,
+            media_addresses=start.media_addresses,
         )
     except LoadtestError as exc:
         write(

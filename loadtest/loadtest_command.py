@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -55,12 +56,30 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-cache", type=Path, help="where encoded clips are cached")
     parser.add_argument("--server-pid", type=int, help="a local server's pid: report its CPU")
     parser.add_argument("--quiet", action="store_true", help="no live progress display")
+    parser.add_argument(
+        "--media-address",
+        action="append",
+        metavar="IP",
+        help="gather WebRTC host candidates on this local address (repeatable; default "
+        "127.0.0.1, for a target on this machine; give a routable address for a remote target)",
+    )
 
 
 def _tokens(args: argparse.Namespace) -> TokenConfig:
     return TokenConfig(
         secret=args.secret, admin_token=args.admin_token, order_secret=args.order_secret
     )
+
+
+def _media_addresses(args: argparse.Namespace) -> tuple[str, ...]:
+    """--media-address values (IP literals), or loopback; ValueError names a bad one."""
+    addresses = tuple(args.media_address or ("127.0.0.1",))
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"--media-address {address!r} is not an IP address") from None
+    return addresses
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -73,6 +92,11 @@ def _run(args: argparse.Namespace) -> int:
     except LoadtestError as exc:
         print(f"careline loadtest: {args.scenario}: {exc.message}", file=sys.stderr)  # noqa: T201
         return EXIT_BAD_INPUT
+    try:
+        media = _media_addresses(args)
+    except ValueError as exc:
+        print(f"careline loadtest: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_BAD_INPUT
     options = RunOptions(
         target=args.target,
         tokens=_tokens(args),
@@ -82,6 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         seed=args.seed,
         server_pid=args.server_pid,
+        media_addresses=media,
     )
     try:
         summary = asyncio.run(run_load(scenario, options))
@@ -98,6 +123,11 @@ def _replay(args: argparse.Namespace) -> int:
     if args.speed <= 0 or args.multiply < 1:
         print("careline loadtest: --speed must be > 0, --multiply >= 1", file=sys.stderr)  # noqa: T201
         return EXIT_BAD_INPUT
+    try:
+        media = _media_addresses(args)
+    except ValueError as exc:
+        print(f"careline loadtest: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_BAD_INPUT
     options = ReplayOptions(
         target=args.target,
         tokens=_tokens(args),
@@ -107,6 +137,7 @@ def _replay(args: argparse.Namespace) -> int:
         clip_cache=args.clip_cache,
         progress=not args.quiet,
         server_pid=args.server_pid,
+        media_addresses=media,
     )
     try:
         summary = asyncio.run(replay_recording(args.recording, options))

@@ -30,6 +30,7 @@ import aiohttp
 from careline.loadtest.clips import Clip
 from careline.loadtest.errors import LoadtestError
 from careline.loadtest.generator import profile_clips, token_source
+from careline.loadtest.ice import restrict_host_addresses
 from careline.loadtest.load_metrics import LoadMetrics
 from careline.loadtest.load_plan import TokenConfig
 from careline.loadtest.load_run import LoadSession, RunOptions
@@ -70,6 +71,8 @@ class ReplayOptions:
     progress: bool = True
     handle_sigint: bool = True
     server_pid: int | None = None
+    #: Addresses the replayed peers gather ICE host candidates on (loopback by default).
+    media_addresses: tuple[str, ...] = ("127.0.0.1",)
 
 
 def is_id_key(key: str) -> bool:
@@ -102,6 +105,7 @@ async def replay_recording(path: Path, options: ReplayOptions) -> RunSummary:
     )
 
     async def job(metrics: LoadMetrics, stopping: asyncio.Event) -> None:
+        restrict_host_addresses(options.media_addresses)
         video, _ = await profile_clips(_PROFILE, options.clip_cache)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             ctx = TrafficContext(

@@ -27,6 +27,7 @@ class WorkerStart(msgspec.Struct, tag="start", frozen=True):
     seed: int
     started_at: float
     clip_cache: str | None = None
+    media_addresses: tuple[str, ...] = ("127.0.0.1",)
 
 
 class WorkerStop(msgspec.Struct, tag="stop", frozen=True):

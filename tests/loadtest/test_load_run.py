@@ -167,6 +167,30 @@ async def test_an_impossible_slo_exits_non_zero_with_the_reason(
     assert [check["key"] for check in written["slo"] if not check["passed"]] == ["chat_ack_ms_p99"]
 
 
+async def test_a_media_address_that_is_not_an_ip_is_refused_before_anything_starts(
+    target: RunningServer,
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "careline.server",
+        "loadtest",
+        "run",
+        str(SCENARIOS / "smoke.toml"),
+        "--target",
+        target.url,
+        "--secret",
+        SECRET,
+        "--media-address",
+        "eth0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 2
+    assert "--media-address 'eth0' is not an IP address" in err.decode()
+
+
 async def test_ctrl_c_still_writes_the_partial_report(
     target: RunningServer, tmp_path: Path
 ) -> None:
