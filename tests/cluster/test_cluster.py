@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import socketio
 
-from careline.loadtest.clips import Clip, video_clip
+from careline.loadtest.clips import Clip
 from careline.loadtest.frame_sink import FrameCounter
 from careline.loadtest.hotline_client import HotlineClient
-from careline.loadtest.visit_client import VisitClient
 from careline.server.hotline_wiring import order_tokens
 from careline.signaling.identity import Role
-from tests.cluster.conftest import Cluster
+from tests.cluster.conftest import Cluster, in_call
 from tests.hotline.conftest import poll
 from tests.support import eventually
 
@@ -30,45 +28,6 @@ pytestmark = pytest.mark.redis
 #: The issue's figures for a node killed with SIGKILL.
 REPLACED_WITHIN = 10.0
 MEDIA_BACK_WITHIN = 15.0
-
-
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Clip:
-    cache = Path(tmp_path_factory.mktemp("clips"))
-    return video_clip("vp8", width=320, height=240, bitrate=300_000, seconds=2.0, cache_dir=cache)
-
-
-async def create_visit(cluster: Cluster, *, on: int) -> tuple[str, dict[str, str], dict[str, str]]:
-    """A visit with a clinician and a parent, created over REST on node `on`."""
-    created = await cluster.rest(
-        "POST",
-        "/api/visits",
-        {"participants": [{"kind": "parent"}], "codec": "vp8"},
-        on=on,
-        token=cluster.token(Role.CLINICIAN, "c-1"),
-    )
-    tokens = {p["kind"]: p["token"] for p in created["invited"]}
-    ids = {p["kind"]: p["participant_id"] for p in created["invited"]}
-    return created["visit"]["visit_id"], tokens, ids
-
-
-async def in_call(
-    cluster: Cluster, clip: Clip, *, doctor_on: int, parent_on: int
-) -> tuple[str, dict[str, str], VisitClient, VisitClient]:
-    """A visit whose clinician (entering through `doctor_on`) and parent (`parent_on`) get
-    each other's video."""
-    visit_id, tokens, ids = await create_visit(cluster, on=0)
-    doctor = cluster.visit_client(tokens["clinician"], on=doctor_on, video=clip)
-    parent = cluster.visit_client(tokens["parent"], on=parent_on, video=clip)
-    for client in (doctor, parent):
-        await client.connect()
-        await client.join(visit_id)
-    await doctor.call("visit.admit", {"participant_id": ids["parent"]})
-    await doctor.start_media()
-    await parent.start_media()
-    await doctor.frames_from(ids["parent"], 5, within=15)
-    await parent.frames_from(ids["clinician"], 5, within=15)
-    return visit_id, ids, doctor, parent
 
 
 async def test_nodes_register_with_their_url_and_load(cluster: Cluster) -> None:

@@ -22,14 +22,11 @@ import socketio
 from careline.loadtest.clips import Clip
 from careline.loadtest.visit_client import VisitClient, VisitError
 from careline.signaling.identity import Role
-from tests.cluster.conftest import Cluster, three_nodes
-from tests.cluster.test_cluster import clip, in_call
+from tests.cluster.conftest import Cluster, in_call, three_nodes
 from tests.hotline.conftest import poll
 from tests.support import RedisServer, redis_server
 
 pytestmark = pytest.mark.redis
-
-__all__ = ["clip"]  # the session-wide clip fixture of test_cluster
 
 #: Guards against a hang, not speed limits: a request during the outage must be answered.
 ANSWERED_WITHIN = 10.0
