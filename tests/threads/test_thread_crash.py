@@ -8,55 +8,27 @@ whose ack never came stores each of them once.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
 import socketio
 
 from careline.signaling.identity import Role
-from tests.support import SECRET, issue, make_settings
+from tests.support import SECRET, ServeProcess, careline_serve, issue, make_settings
 
-CLI = [sys.executable, "-m", "careline.server"]
-LISTENING = re.compile(rb"careline listening on (http://\S+)")
 NS = "/threads"
 
 
-@asynccontextmanager
-async def serve(data: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELINE_")}
-    env.update(
-        CARELINE_AUTH_SECRET=SECRET,
-        CARELINE_THREADS_SEND_BURST="100000",
-        CARELINE_THREADS_SEND_RATE_PER_SECOND="100000",
-    )
-    process = await asyncio.create_subprocess_exec(
-        *CLI,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-        match = LISTENING.search(line)
-        assert match, line
-        yield process, match.group(1).decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+def serve(data: Path) -> AbstractAsyncContextManager[ServeProcess]:
+    """`careline serve` on `data`, with send limits out of the way; SIGKILLed at the end."""
+    env = {
+        "CARELINE_AUTH_SECRET": SECRET,
+        "CARELINE_THREADS_SEND_BURST": "100000",
+        "CARELINE_THREADS_SEND_RATE_PER_SECOND": "100000",
+    }
+    return careline_serve(data, env, stop_signal=signal.SIGKILL)
 
 
 async def _client(url: str, token: str) -> socketio.AsyncClient:
@@ -73,7 +45,8 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
     unacked: dict[str, str] = {}
     enough = asyncio.Event()
 
-    async with serve(data) as (process, url):
+    async with serve(data) as node:
+        url = node.url
         async with (
             aiohttp.ClientSession() as http,
             http.post(
@@ -108,14 +81,15 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
 
         streams = [asyncio.create_task(stream(i)) for i in range(len(clients))]
         await asyncio.wait_for(enough.wait(), timeout=30)
-        process.kill()  # SIGKILL while every client has a send in flight
-        await process.wait()
+        node.kill()  # SIGKILL while every client has a send in flight
+        await node.process.wait()
         await asyncio.gather(*streams)
         for client in clients:
             await client.disconnect()
 
     assert len(acked) >= 80
-    async with serve(data) as (_, url):
+    async with serve(data) as node:
+        url = node.url
         client = await _client(url, token)
         try:
             for cmid, text in sorted(unacked.items()):
