@@ -24,6 +24,8 @@ class NodeLoad(msgspec.Struct, frozen=True):
     forwarded_streams: int = 0
     #: process CPU since the previous heartbeat, in percent of one core
     cpu_percent: float = 0.0
+    #: visits placed on the node since its last heartbeat (added by the registry, not reported)
+    placed_since_heartbeat: int = 0
 
 
 class NodeInfo(msgspec.Struct, frozen=True):
@@ -57,15 +59,16 @@ def least_loaded(nodes: Sequence[NodeInfo]) -> NodeInfo:
     """The node to place new work on: fewest participants, then visits, forwarded streams, CPU.
 
     Ties go to the smaller node id, so every node choosing from the same records agrees.
-    Loads are as of each node's last heartbeat: work placed since then is not counted.
+    Loads are as of each node's last heartbeat, plus the visits placed on it since then (each
+    counted as one participant and one visit until the heartbeat reports them).
     """
     if not nodes:
         raise ValueError("no live node to choose from")
     return min(
         nodes,
         key=lambda n: (
-            n.load.participants,
-            n.load.visits,
+            n.load.participants + n.load.placed_since_heartbeat,
+            n.load.visits + n.load.placed_since_heartbeat,
             n.load.forwarded_streams,
             n.load.cpu_percent,
             n.node_id,

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+import msgspec
+
 from careline.signaling.errors import StoreUnavailable
 from careline.signaling.node_registry import NodeInfo, NodeRegistry, least_loaded
 
@@ -58,7 +60,16 @@ class VisitPlacer:
             now = self._clock()
             settling = self._settling()
             live = {node.node_id: node for node in await self._registry.live(now)}
-            live[self.node_id] = self._me()  # the node serving this join is alive
+            # The node serving this join is alive: its own load is fresher than its record,
+            # but visits placed on it since its heartbeat are counted only in the registry.
+            me = self._me()
+            recorded = live.get(self.node_id)
+            if recorded is not None and recorded.load.placed_since_heartbeat:
+                placed = recorded.load.placed_since_heartbeat
+                me = msgspec.structs.replace(
+                    me, load=msgspec.structs.replace(me.load, placed_since_heartbeat=placed)
+                )
+            live[self.node_id] = me
             candidate = least_loaded(list(live.values()))
             # While settling, every recorded owner counts as alive (no lease ends before 0).
             owner = await self._store.place(visit_id, candidate.node_id, 0.0 if settling else now)

@@ -19,6 +19,8 @@ class ClusterKeys:
     nodes: str
     #: string per visit (`placement` + visit id): the owner node id
     placement: str
+    #: hash: node id -> visits placed on it since its last heartbeat
+    placed: str
     #: pub/sub channel of relayed room pushes
     rooms_channel: str
 
@@ -30,5 +32,6 @@ class ClusterKeys:
             leases=f"{base}:leases",
             nodes=f"{base}:nodes",
             placement=f"{base}:visit:",
+            placed=f"{base}:placed",
             rooms_channel=f"{base}:rooms",
         )

@@ -1,7 +1,10 @@
 """PlacementStore on Redis: one key per visit naming its owner node, checked against the leases.
 
 One Lua script reads the owner and its lease and, if the owner is missing or dead, records the
-candidate: two nodes placing one visit at once agree on one owner. A placement expires a day
+candidate: two nodes placing one visit at once agree on one owner. It also counts the visits
+placed on each node since that node's last heartbeat (the registry adds them to the node's load
+until its next heartbeat reports them), so visits started together do not all land on the node
+that was least loaded at the last heartbeat. A placement expires a day
 after the visit was last placed or joined (ended visits leave nothing behind for long).
 """
 
@@ -15,7 +18,7 @@ from careline.server.storage.redis_errors import redis_unavailable
 #: A placement is forgotten this long after its visit was last joined.
 PLACEMENT_TTL_SECONDS = 86_400
 
-# KEYS: placement key, leases. ARGV: candidate, now, ttl.
+# KEYS: placement key, leases, placed counts. ARGV: candidate, now, ttl.
 _PLACE = """
 local owner = redis.call('GET', KEYS[1])
 if owner then
@@ -26,6 +29,7 @@ if owner then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 return ARGV[1]
 """
 
@@ -42,7 +46,7 @@ class RedisVisitPlacement:
         """The live owner of `visit_id`, or `candidate` recorded as its new owner."""
         async with redis_unavailable():
             owner = await self._place(
-                keys=[self._keys.placement + visit_id, self._keys.leases],
+                keys=[self._keys.placement + visit_id, self._keys.leases, self._keys.placed],
                 args=[candidate, repr(now), PLACEMENT_TTL_SECONDS],
             )
         return owner.decode() if isinstance(owner, bytes) else str(owner)

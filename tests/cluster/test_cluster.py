@@ -37,7 +37,13 @@ async def test_nodes_register_with_their_url_and_load(cluster: Cluster) -> None:
     assert len({n["node_id"] for n in listed["nodes"]}) == 3
     for entry in listed["nodes"]:
         assert entry["lease_until"] > entry["heartbeat_at"]
-        assert set(entry["load"]) == {"participants", "visits", "forwarded_streams", "cpu_percent"}
+        assert set(entry["load"]) == {
+            "participants",
+            "visits",
+            "forwarded_streams",
+            "cpu_percent",
+            "placed_since_heartbeat",
+        }
     # /metrics shows the live nodes as of the node's last heartbeat (every lease / 3).
     await poll(
         lambda: cluster.text("/metrics", on=2),

@@ -108,7 +108,27 @@ async def test_two_placers_agree_on_one_owner(storage: RedisStorage) -> None:
     by_visit: dict[str, set[str]] = {}
     for index, owner in enumerate(owners):
         by_visit.setdefault(f"v-{index // 2}", set()).add(owner.node_id)
-    assert all(found == {"n-a"} for found in by_visit.values())  # the least loaded, once
+    assert all(len(found) == 1 for found in by_visit.values())  # one owner per visit
+
+
+async def test_visits_placed_since_a_heartbeat_count_until_the_next(
+    storage: RedisStorage,
+) -> None:
+    for name in ("n-a", "n-b"):
+        await storage.nodes.heartbeat(node(name, at=100.0))
+    placement = storage.visit_placement
+    assert await placement.place("v-1", "n-a", now=101.0) == "n-a"
+    assert await placement.place("v-2", "n-a", now=101.0) == "n-a"
+    assert await placement.place("v-1", "n-b", now=101.5) == "n-a"  # kept: not counted again
+    live = {n.node_id: n.load for n in await storage.nodes.live(102.0)}
+    assert live["n-a"].placed_since_heartbeat == 2
+    assert live["n-b"].placed_since_heartbeat == 0
+    assert least_loaded(list(await storage.nodes.live(102.0))).node_id == "n-b"
+    # n-a's next heartbeat reports its load itself: the count starts over.
+    await storage.nodes.heartbeat(node("n-a", at=103.0, participants=2))
+    live = {n.node_id: n.load for n in await storage.nodes.live(104.0)}
+    assert live["n-a"].placed_since_heartbeat == 0
+    assert live["n-a"].participants == 2
 
 
 async def test_room_pushes_reach_the_other_nodes(storage: RedisStorage) -> None:
