@@ -95,7 +95,7 @@ class WireClient:
         try:
             await self.sio.connect(
                 self.url,
-                auth={"token": self.token},
+                auth=self.connect_auth(),
                 namespaces=[self.namespace],
                 transports=["websocket"],
                 wait_timeout=within,
@@ -109,6 +109,10 @@ class WireClient:
             data = refusals[-1] if refusals and isinstance(refusals[-1], dict) else {}
             code = str((data.get("data") or {}).get("code", "connect_failed"))
             raise self.error_type("connect", code, str(data.get("message", exc))) from None
+
+    def connect_auth(self) -> dict[str, Any]:
+        """The connect `auth` payload: the token (subclasses may add flags)."""
+        return {"token": self.token}
 
     async def call(self, event: str, data: Any = None, within: float = 15) -> Any:
         """Emit with an ack; return its data or raise `error_type` (code `timeout` if none)."""

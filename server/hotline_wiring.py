@@ -85,7 +85,7 @@ def add_hotline(
     cluster: HotlineCluster | None = None
     if isinstance(storage, RedisStorage):
         bus = app[HOTLINE_BUS] = storage.hotline_bus()
-        cluster = HotlineCluster(dispatch=storage.hotline_dispatch, bus=bus)
+        cluster = HotlineCluster(dispatch=storage.hotline_dispatch, bus=bus, nodes=storage.nodes)
     service = app[HOTLINE] = HotlineService(
         storage.hotline,
         storage.audit,

@@ -90,12 +90,12 @@ class StoreUnavailable(SignalingError):
 
 
 class WrongNode(SignalingError):
-    """This node does not hold the visit's media; the client should use `node_url`."""
+    """This node does not hold the visit's (or call's) media; the client should use `node_url`."""
 
     code = "visit.wrong_node"
 
-    def __init__(self, message: str, *, node_url: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, node_url: str, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.node_url = node_url
 
     def details(self) -> dict[str, str]:

@@ -4,7 +4,9 @@ On a single node (SQLite) neither exists: routing picks among this node's pharma
 push starts here. With several nodes (Redis) the store routes every queued call to the globally
 longest-idle available pharmacist in one atomic step (`SharedDispatch`), and a node that changed
 a call or presence of a socket held by another node tells that node at once (`NodeBus`), so the
-ring reaches a pharmacist whatever node dispatched it. Notices are hints: the receiver reads the
+ring reaches a pharmacist whatever node dispatched it. A call's media lives on its kiosk's node
+(`Call.kiosk_node`); the node registry tells a pharmacist on another node where that is.
+Notices are hints: the receiver reads the
 store, and every sweep catches up anyway, so a lost notice only delays a push by a sweep.
 """
 
@@ -18,6 +20,7 @@ import msgspec
 
 from careline.signaling.hotline_call import Call
 from careline.signaling.hotline_store import HotlineChange
+from careline.signaling.node_registry import NodeRegistry
 
 
 class NodeNotice(msgspec.Struct, frozen=True):
@@ -64,3 +67,6 @@ class HotlineCluster:
 
     dispatch: SharedDispatch
     bus: NodeBus
+    #: where clients reach each node: a call's media lives on its kiosk's node, and a side on
+    #: another node is sent there (`hotline.wrong_node`)
+    nodes: NodeRegistry

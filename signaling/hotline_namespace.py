@@ -1,13 +1,15 @@
 """The /hotline socket.io namespace: thin routing of kiosk and pharmacist events to the service.
 
 Only kiosks (registered and enabled) and pharmacists may connect; anyone else is refused at
-connect with `hotline.forbidden`, a disabled kiosk with `hotline.kiosk_disabled`.
+connect with `hotline.forbidden`, a disabled kiosk with `hotline.kiosk_disabled`. A connect
+whose auth payload has `media_only: true` opens a media-only socket (`media.*` events only, no
+presence, replaces nothing): the side of a call whose media lives on another node uses one there.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -60,6 +62,7 @@ class HotlineNamespace(EdgeNamespace):
             NAMESPACE, HotlineAuthenticator(authenticator, service), observer, clock, expiry_grace
         )
         self._service = service
+        self._media_only: set[str] = set()
         service.bind(self)
         self.routes.update(
             {
@@ -84,12 +87,29 @@ class HotlineNamespace(EdgeNamespace):
         """Add a socket to a room of this namespace (HotlineChannel)."""
         await super().enter_room(sid, room)
 
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        """Note a connect's `media_only` flag (its auth payload) before the edge admits it."""
+        if event != "connect":
+            return await super().trigger_event(event, *args)
+        sid, auth = args[0], (args[2] if len(args) > 2 else None)
+        if isinstance(auth, Mapping) and auth.get("media_only") is True:
+            self._media_only.add(sid)
+        try:
+            return await super().trigger_event(event, *args)
+        finally:
+            if self.principal(sid) is None:  # refused
+                self._media_only.discard(sid)
+
     async def joined(self, sid: str, principal: Principal) -> None:
-        """A kiosk or pharmacist connected."""
-        await self._service.connected(sid, principal)
+        """A kiosk or pharmacist connected (a full or a media-only socket)."""
+        if sid in self._media_only:
+            self._service.media_connected(sid, principal)
+        else:
+            await self._service.connected(sid, principal)
 
     async def left(self, sid: str, principal: Principal) -> None:
         """A socket went away."""
+        self._media_only.discard(sid)
         await self._service.disconnected(sid)
 
     async def _call(self, sid: str, principal: Principal, request: PlaceCallRequest) -> CallReply:

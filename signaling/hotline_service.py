@@ -8,7 +8,10 @@ background task per node sweeps the timers kept in the records (hotline_sweeper)
 rounds (hotline_dispatch), pushes queue positions and refreshes the figures.
 
 With several nodes (a HotlineCluster), routing is global and atomic in the store, and changes
-to sockets held by other nodes are announced to them (hotline_cluster).
+to sockets held by other nodes are announced to them (hotline_cluster). A call's media lives on
+its kiosk's node: a pharmacist whose console is on another node is sent there
+(`hotline.wrong_node`) and opens a media-only socket there, which serves only `media.*` events
+and never replaces their console's socket.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from careline.signaling.errors import (
     NotFound,
     SignalingError,
     StoreUnavailable,
+    WrongNode,
 )
 from careline.signaling.hotline_call import Call, CallState, EndReason
 from careline.signaling.hotline_changes import HotlineChanges
@@ -48,6 +52,7 @@ from careline.signaling.identity import OrderVerifier, Principal, Role
 from careline.signaling.kiosk_registry import KioskRegistry
 from careline.signaling.media_gateway import MediaGateway, MediaOffer
 from careline.signaling.media_router import MediaRouter
+from careline.signaling.node_registry import NodeRegistry
 from careline.signaling.outage_log import OutageLog
 from careline.signaling.presence import Presence, PresenceState
 from careline.signaling.schemas import IceServerInfo
@@ -136,6 +141,9 @@ class HotlineService:
             shared=None if cluster is None else cluster.dispatch,
             kick=self.kick,
         )
+        self._nodes = None if cluster is None else cluster.nodes
+        #: media-only sockets here (a side whose console or kiosk socket is on another node)
+        self._media_sockets: dict[str, LocalSocket] = {}
         self._notices: set[NodeNotice] = set()
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -257,8 +265,19 @@ class HotlineService:
         else:
             await self._pushes.push_presence(await self._pharmacists.get(sub))
 
+    def media_connected(self, sid: str, principal: Principal) -> None:
+        """A media-only socket connected (after `admit`): it may only do `media.*` events (the
+        others answer `hotline.not_connected`), for calls whose media lives here; it changes no
+        presence and replaces no socket."""
+        self._media_sockets[sid] = LocalSocket(sid=sid, role=principal.role, sub=principal.sub)
+
     async def disconnected(self, sid: str) -> None:
-        """A socket went away: a kiosk's grace starts; a pharmacist goes offline at once."""
+        """A socket went away: a kiosk's grace starts; a pharmacist goes offline at once.
+
+        A media-only socket only closes the session it opened (the call goes on)."""
+        if self._media_sockets.pop(sid, None) is not None:
+            await self._media.close_owned_by(sid)
+            return
         socket = self._local.sockets.pop(sid, None)
         if socket is None:
             return
@@ -398,21 +417,41 @@ class HotlineService:
         return call_view(done, as_kiosk=False)
 
     async def start_media(self, principal: Principal, sid: str) -> MediaOffer:
-        """Open (or reopen) the caller's side of the connected call's video; the server offer."""
+        """Open (or reopen) the caller's side of the connected call's video; the server offer.
+
+        The call's media lives on its kiosk's node; elsewhere this answers `hotline.wrong_node`
+        with that node's URL (several nodes)."""
+        self._require_media(principal, sid)
         if principal.role is Role.KIOSK:
-            self._require(principal, sid, Role.KIOSK)
             call = await self._open_call_of_kiosk(principal.sub)
             session = call.kiosk_session
         else:
-            self._require(principal, sid, Role.PHARMACIST)
             call = await self._pharmacist_call(principal.sub)
             session = call.pharmacist_session
         if call.state is not CallState.CONNECTED or session is None:
             raise Conflict("the call is not connected", code="hotline.not_connected")
+        if self._nodes is not None and call.kiosk_node != self.node:
+            raise WrongNode(
+                "this call's media is served by another node",
+                node_url=await self._node_url(self._nodes, call.kiosk_node),
+                code="hotline.wrong_node",
+            )
         return await self._media.open(call.call_id, session, sid)
+
+    async def _node_url(self, nodes: NodeRegistry, node: str) -> str:
+        """Where clients reach the live node `node` (`hotline.node_unavailable` if none)."""
+        live = await nodes.live(self._clock())
+        url = next((n.url for n in live if n.node_id == node), None)
+        if url is None:
+            raise Conflict(
+                "the node holding this call's media is not reachable; try again",
+                code="hotline.node_unavailable",
+            )
+        return url
 
     async def answer_media(self, principal: Principal, sid: str, sdp: str) -> None:
         """The client's answer to the server's latest offer."""
+        self._require_media(principal, sid)
         await self._media.answer(sid, sdp)
 
     # -- REST ------------------------------------------------------------------------------------
@@ -488,6 +527,13 @@ class HotlineService:
         if principal.role is not role:
             raise Forbidden(f"only a {role.value} may do this", code="hotline.forbidden")
         if sid not in self._local.sockets:
+            raise Conflict("the socket is not connected", code="hotline.not_connected")
+
+    def _require_media(self, principal: Principal, sid: str) -> None:
+        """A kiosk's or pharmacist's connected socket, media-only sockets included."""
+        if principal.role not in (Role.KIOSK, Role.PHARMACIST):
+            raise Forbidden("only kiosks and pharmacists use the hotline", code="hotline.forbidden")
+        if sid not in self._local.sockets and sid not in self._media_sockets:
             raise Conflict("the socket is not connected", code="hotline.not_connected")
 
     async def _open_call_of_kiosk(self, kiosk_id: str) -> Call:

@@ -11,12 +11,13 @@ import { CarelineError, isFatalAuth } from "./errors.js";
  * `getToken` is called before every (re)connect, so a renewed token is picked up.
  * `baseUrl` ("http(s)://host:port", optional) connects to another server than the page's own
  * (a video visit held by another node: `visit.wrong_node`); the server must accept this page's
- * origin (`cluster.allowed_origins`).
+ * origin (`cluster.allowed_origins`). `extraAuth` adds fields to the connect auth payload (the
+ * hotline's `media_only`).
  */
-export function connect(namespace, getToken, onStatus = () => {}, baseUrl = "") {
+export function connect(namespace, getToken, onStatus = () => {}, baseUrl = "", extraAuth = {}) {
   const socket = io(baseUrl ? baseUrl.replace(/\/+$/, "") + namespace : namespace, {
     parser,
-    auth: (cb) => cb({ token: getToken() }),
+    auth: (cb) => cb({ ...extraAuth, token: getToken() }),
     reconnectionDelay: 1000,
     reconnectionDelayMax: 10000,
     randomizationFactor: 0.5,

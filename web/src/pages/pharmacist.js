@@ -54,6 +54,7 @@ const state = {
   iceServers: [],
   peer: null,
   mediaSocketId: null,
+  mediaLink: null, // media-only socket on the node holding the call's media (hotline.wrong_node)
   localStream: null,
   queue: { queue_length: 0, longest_wait_seconds: null, at: 0 },
   stats: null,
@@ -422,9 +423,36 @@ async function startMedia() {
   try {
     await state.peer.start(Boolean(state.peer.pc));
   } catch (err) {
+    // The call's media lives on the caller's node: do it over a media-only socket there.
+    const nodeUrl = err && err.code === "hotline.wrong_node" && err.details && err.details.node_url;
+    if (nodeUrl && !state.mediaLink && state.peer) {
+      try {
+        const link = await openMediaLink(nodeUrl);
+        if (state.peer && state.mediaLink === link) {
+          state.peer.setSocket(link);
+          await state.peer.start(false);
+          return;
+        }
+      } catch (moved) {
+        // not reachable now: drop the link, try again shortly
+        if (state.mediaLink) state.mediaLink.disconnect();
+        state.mediaLink = null;
+        if (state.peer) state.peer.setSocket(state.socket);
+      }
+    }
     state.mediaSocketId = null;
     if (state.call) setTimeout(() => state.call && socket.connected && !state.mediaSocketId && startMedia(), 2000);
   }
+}
+
+/** A media-only /hotline socket to `url` (`media.*` events only; it replaces no console). */
+function openMediaLink(url) {
+  const link = connect("/hotline", () => state.token, () => {}, url, { media_only: true });
+  state.mediaLink = link;
+  return new Promise((resolve, reject) => {
+    link.once("connect", () => resolve(link));
+    link.once("connect_error", (err) => reject(err));
+  });
 }
 
 function showRemote(streams) {
@@ -445,6 +473,8 @@ function stopMedia() {
   if (state.peer) state.peer.close();
   state.peer = null;
   state.mediaSocketId = null;
+  if (state.mediaLink) state.mediaLink.disconnect();
+  state.mediaLink = null;
   if (state.localStream) for (const track of state.localStream.getTracks()) track.stop();
   state.localStream = null;
 }
