@@ -8,7 +8,9 @@ and the media negotiation are WireClient's (every `start_media` gets fresh track
 
 With several nodes a call's media lives on its kiosk's node: a `media.start` answered with
 `hotline.wrong_node` makes the client open a media-only socket to that node (`media_client`)
-and do its media there; `frames_from`/`mid_of` then read that socket's media.
+and do its media there; `frames_from`/`mid_of` then read that socket's media. When the kiosk
+reconnects to another node mid-call, the pharmacist gets `hotline.media_moved`: `follow_media`
+drops the media and starts it again where it now lives.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ PUSHES = (
     "hotline.queue",
     "hotline.replaced",
     "hotline.disabled",
+    "hotline.media_moved",
     *MEDIA_PUSHES,
 )
 
@@ -71,6 +74,12 @@ class HotlineClient(WireClient):
         """`media.restart`, likewise."""
         await self._media_on_owner("media.restart")
 
+    async def follow_media(self) -> None:
+        """After `hotline.media_moved`: drop this call's media (and media-only socket) and
+        `media.start` again from this socket, which says where the media now lives."""
+        await self._drop_media()
+        await self.start_media()
+
     async def _media_on_owner(self, event: MediaEvent) -> None:
         for _ in range(MAX_MOVES):
             side = self if self.media_client is None else self.media_client
@@ -79,22 +88,31 @@ class HotlineClient(WireClient):
             except HotlineError as exc:
                 node_url = exc.details.get("node_url")
                 if exc.code != "hotline.wrong_node" or not isinstance(node_url, str):
-                    raise
+                    if side is self:
+                        raise
+                    # the media node went away: ask this client's own node again
+                    await self._drop_media()
+                    event = "media.start"
+                    continue
                 await self._media_at(node_url)
                 continue
             await side._answer(offer)
             return
         raise HotlineError(event, "hotline.wrong_node", "too many redirects")
 
-    async def _media_at(self, url: str) -> None:
-        """Do media through `url`: this socket if it is this client's node, else a media-only
-        socket there (replacing any other one)."""
+    async def _drop_media(self) -> None:
+        """Close the peer connection and the media-only socket, if any."""
         if self.pc is not None:
             await self.pc.close()
             self.pc = None
         if self.media_client is not None:
             await self.media_client.close()
             self.media_client = None
+
+    async def _media_at(self, url: str) -> None:
+        """Do media through `url`: this socket if it is this client's node, else a media-only
+        socket there (replacing any other one)."""
+        await self._drop_media()
         if url.rstrip("/") == self.url.rstrip("/"):
             return
         media = HotlineClient(

@@ -141,6 +141,8 @@ class HotlinePushes:
         if not new.is_open:
             await self._media.call_ended(new)
         channel = self._channel()
+        if old is not None and new.is_open and old.kiosk_node != new.kiosk_node:
+            await self._media_moved(new)
         kiosk_sid = kiosks.get(new.kiosk_id)
         if kiosk_sid is not None and new.kiosk_node == self._node:
             changed_state = old is None or old.state is not new.state
@@ -182,10 +184,28 @@ class HotlinePushes:
         elif new.state is not CallState.QUEUED:
             await channel.emit("hotline.call", call_view(new, as_kiosk=False), sid)
 
+    async def _media_moved(self, call: Call) -> None:
+        """The kiosk reconnected to another node, which now holds the call's media: close this
+        node's sessions of the call if it is not that node, and tell a pharmacist here on the
+        call to start their media again (it answers `hotline.wrong_node` with the new node)."""
+        if call.kiosk_node != self._node:
+            await self._media.call_ended(call)
+        sid = None if call.pharmacist is None else self._local.pharmacists.get(call.pharmacist)
+        if sid is not None and call.state is CallState.CONNECTED:
+            await self._channel().emit("hotline.media_moved", {"call_id": call.call_id}, sid)
+
     # -- catching up with other nodes ------------------------------------------------------------
 
-    async def catch_up(self, calls: Sequence[Call], presences: Sequence[Presence]) -> None:
-        """Push changes other nodes made to calls and presences of this node's sockets."""
+    def media_mark(self) -> int:
+        """Taken before the sweep reads the open calls it passes to `catch_up`."""
+        return self._media.mark()
+
+    async def catch_up(
+        self, calls: Sequence[Call], presences: Sequence[Presence], media_mark: int
+    ) -> None:
+        """Push changes other nodes made to calls and presences of this node's sockets, and
+        close the media sessions here of calls (`calls`: the open ones, read after `media_mark`)
+        that ended or moved to another node."""
         kiosks, pharmacists = self._local.kiosks, self._local.pharmacists
         by_id = {c.call_id: c for c in calls}
         for call in calls:
@@ -202,6 +222,7 @@ class HotlinePushes:
                     await self._notify_call(seen, latest)
         for presence in presences:
             await self._catch_up_presence(presence)
+        await self._media.close_stale(calls, self._node, media_mark)
 
     async def catch_up_notices(self, notices: Iterable[NodeNotice]) -> None:
         """Push what other nodes said changed (read from the store: notices are hints)."""

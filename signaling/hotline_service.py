@@ -431,6 +431,7 @@ class HotlineService:
         if call.state is not CallState.CONNECTED or session is None:
             raise Conflict("the call is not connected", code="hotline.not_connected")
         if self._nodes is not None and call.kiosk_node != self.node:
+            await self._media.close_owned_by(sid)  # from before the kiosk moved away
             raise WrongNode(
                 "this call's media is served by another node",
                 node_url=await self._node_url(self._nodes, call.kiosk_node),

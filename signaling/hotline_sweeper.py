@@ -79,6 +79,7 @@ class HotlineSweeper:
                 await self._store.heartbeat(self._node, now + self._config.node_lease_seconds)
                 self._heartbeat_at = now + self._config.node_lease_seconds / 3
             alive |= await self._store.live_nodes(now)
+        media_mark = self._pushes.media_mark()
         calls = await self._store.open_calls()
         presences = await self._store.presences()
         if now < self._trust_leases_at:
@@ -89,7 +90,7 @@ class HotlineSweeper:
             except SignalingError as exc:
                 log.info("hotline %s not applied: %s", item.kind.value, exc.code)
         await self._heal(calls, presences)
-        await self._pushes.catch_up(calls, presences)
+        await self._pushes.catch_up(calls, presences, media_mark)
 
     async def _heal(self, calls: Sequence[Call], presences: Sequence[Presence]) -> None:
         """Undo what another node decided while this one looked gone (a late heartbeat).

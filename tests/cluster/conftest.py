@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import socketio
 
 from careline.loadtest.clips import Clip, video_clip
 from careline.loadtest.ice import restrict_host_addresses
@@ -21,6 +22,9 @@ from careline.server.settings import Settings
 from careline.signaling.identity import Role
 from tests.hotline.conftest import poll
 from tests.support import SECRET, RedisServer, ServeProcess, careline_serve, issue, make_settings
+
+#: A thread send must be answered within this (a guard against a hang, not a speed limit).
+SEND_ANSWERED_WITHIN = 10.0
 
 #: A separate order secret, so the tests can print order tokens the nodes accept.
 ORDER_SECRET = "order-secret-" + "y" * 40
@@ -169,3 +173,44 @@ async def in_call(
     await doctor.frames_from(ids["parent"], 5, within=15)
     await parent.frames_from(ids["clinician"], 5, within=15)
     return visit_id, ids, doctor, parent
+
+
+# -- message visits ---------------------------------------------------------------------------
+
+
+async def thread_socket(cluster: Cluster, *, on: int, sub: str, thread_id: str = "") -> Any:
+    """A connected /threads socket of family `sub` on node `on` (optionally a thread's)."""
+    claims = {"thread_id": thread_id} if thread_id else {}
+    client = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    await client.connect(
+        cluster.urls[on],
+        auth={"token": cluster.token(Role.PARENT, sub, **claims)},
+        namespaces=["/threads"],
+        transports=["websocket"],
+    )
+    return client
+
+
+async def send(client: Any, thread_id: str, client_msg_id: str) -> dict[str, Any]:
+    """`thread.send`; the ack (ok or error), or a made-up error if none came."""
+    try:
+        reply: dict[str, Any] = await client.call(
+            "thread.send",
+            {"thread_id": thread_id, "client_msg_id": client_msg_id, "text": "how is she?"},
+            namespace="/threads",
+            timeout=SEND_ANSWERED_WITHIN,
+        )
+    except socketio.exceptions.TimeoutError:
+        return {"ok": False, "error": {"code": "no_ack"}}
+    except socketio.exceptions.BadNamespaceError:
+        return {"ok": False, "error": {"code": "disconnected"}}
+    return reply
+
+
+async def new_thread(cluster: Cluster, sub: str) -> str:
+    """A new thread of family `sub`; its id."""
+    created = await cluster.rest(
+        "POST", "/api/threads", {"patient_ref": "pat-1"}, token=cluster.token(Role.PARENT, sub)
+    )
+    thread_id: str = created["thread"]["thread_id"]
+    return thread_id

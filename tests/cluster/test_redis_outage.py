@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import socketio
 
 from careline.loadtest.clips import Clip
 from careline.loadtest.visit_client import VisitClient, VisitError
 from careline.signaling.identity import Role
-from tests.cluster.conftest import Cluster, in_call, three_nodes
+from tests.cluster.conftest import Cluster, in_call, new_thread, send, thread_socket, three_nodes
 from tests.hotline.conftest import poll
 from tests.support import RedisServer, redis_server
 
@@ -51,41 +50,6 @@ async def private(tmp_path: Path) -> AsyncIterator[tuple[Cluster, RedisServer]]:
             CARELINE_THREADS_SEND_BURST="1000",
         ) as cluster:
             yield cluster, redis
-
-
-async def thread_socket(cluster: Cluster, *, on: int, sub: str, thread_id: str = "") -> Any:
-    """A connected /threads socket of family `sub` on node `on` (optionally a thread's)."""
-    claims = {"thread_id": thread_id} if thread_id else {}
-    client = socketio.AsyncClient(serializer="msgpack", reconnection=False)
-    await client.connect(
-        cluster.urls[on],
-        auth={"token": cluster.token(Role.PARENT, sub, **claims)},
-        namespaces=["/threads"],
-        transports=["websocket"],
-    )
-    return client
-
-
-async def send(client: Any, thread_id: str, client_msg_id: str) -> dict[str, Any]:
-    """`thread.send`; the ack (ok or error), or a made-up error if none came."""
-    try:
-        reply: dict[str, Any] = await client.call(
-            "thread.send",
-            {"thread_id": thread_id, "client_msg_id": client_msg_id, "text": "how is she?"},
-            namespace="/threads",
-            timeout=ANSWERED_WITHIN,
-        )
-    except socketio.exceptions.TimeoutError:
-        return {"ok": False, "error": {"code": "no_ack"}}
-    return reply
-
-
-async def new_thread(cluster: Cluster, sub: str) -> str:
-    created = await cluster.rest(
-        "POST", "/api/threads", {"patient_ref": "pat-1"}, token=cluster.token(Role.PARENT, sub)
-    )
-    thread_id: str = created["thread"]["thread_id"]
-    return thread_id
 
 
 async def readyz(cluster: Cluster, on: int) -> tuple[int, dict[str, Any]]:

@@ -435,10 +435,11 @@ async function startMedia() {
         }
       } catch (moved) {
         // not reachable now: drop the link, try again shortly
-        if (state.mediaLink) state.mediaLink.disconnect();
-        state.mediaLink = null;
-        if (state.peer) state.peer.setSocket(state.socket);
+        dropPeer();
       }
+    } else if (state.mediaLink) {
+      // the media node went away (or the call moved): ask the console's node again next time
+      dropPeer();
     }
     state.mediaSocketId = null;
     if (state.call) setTimeout(() => state.call && socket.connected && !state.mediaSocketId && startMedia(), 2000);
@@ -469,12 +470,24 @@ function setVideoNote(text) {
   note.hidden = !text;
 }
 
-function stopMedia() {
+/** Close the peer connection and any media-only socket (the camera stays on). */
+function dropPeer() {
   if (state.peer) state.peer.close();
   state.peer = null;
   state.mediaSocketId = null;
   if (state.mediaLink) state.mediaLink.disconnect();
   state.mediaLink = null;
+}
+
+/** The caller's kiosk reconnected to another node, which now holds the call's media: start again. */
+function onMediaMoved(data) {
+  if (!state.call || data.call_id !== state.call.call_id) return;
+  dropPeer();
+  startMedia();
+}
+
+function stopMedia() {
+  dropPeer();
   if (state.localStream) for (const track of state.localStream.getTracks()) track.stop();
   state.localStream = null;
 }
@@ -642,6 +655,7 @@ function openSocket() {
     loadStats();
   });
   socket.on("hotline.call", onCallPush);
+  socket.on("hotline.media_moved", onMediaMoved);
   socket.on("hotline.queue", onQueue);
   socket.on("hotline.replaced", () => {
     cutOff = "replaced";
