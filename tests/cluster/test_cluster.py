@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +21,9 @@ from careline.loadtest.frame_sink import FrameCounter
 from careline.loadtest.hotline_client import HotlineClient
 from careline.server.hotline_wiring import order_tokens
 from careline.signaling.identity import Role
-from tests.cluster.conftest import Cluster, in_call
+from tests.cluster.conftest import Cluster, in_call, new_thread, send, thread_socket, three_nodes
 from tests.hotline.conftest import poll
-from tests.support import eventually
+from tests.support import RedisServer, eventually
 
 pytestmark = pytest.mark.redis
 
@@ -195,6 +197,85 @@ async def test_a_killed_owner_node_is_replaced_and_media_comes_back(
     print(f"\nfailover: re-placed after {replaced_after:.1f} s, media after {media_after:.1f} s")
     assert replaced_after < REPLACED_WITHIN
     assert media_after < MEDIA_BACK_WITHIN
+
+
+#: Messages each chat sender gets acknowledged; node A is killed once this many are.
+PER_SENDER = 15
+KILL_AFTER = 20
+
+
+async def test_no_chat_message_acknowledged_before_a_node_is_killed_is_lost(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    async with three_nodes(
+        tmp_path,
+        redis,
+        CARELINE_THREADS_SEND_RATE_PER_SECOND="1000",
+        CARELINE_THREADS_SEND_BURST="1000",
+    ) as cluster:
+        victim = cluster.nodes[0]
+        families = ["fam-a", "fam-b"]
+        threads = {sub: await new_thread(cluster, sub) for sub in families}
+        sockets = {
+            (sub, on): await thread_socket(cluster, on=on, sub=sub, thread_id=threads[sub])
+            for sub in families
+            for on in range(3)
+        }
+        acked: dict[tuple[str, str], int] = {}
+        refused: Counter[str] = Counter()
+        enough = asyncio.Event()
+
+        async def keep_sending(sub: str, on: int) -> None:
+            for i in range(PER_SENDER):
+                client_msg_id = f"{sub}-{on}-{i}"
+                while True:  # retried with the same id until acknowledged
+                    reply = await send(sockets[sub, on], threads[sub], client_msg_id)
+                    if reply["ok"]:
+                        acked[(threads[sub], client_msg_id)] = reply["data"]["message"]["seq"]
+                        break
+                    refused[reply["error"]["code"]] += 1
+                    if not sockets[sub, on].connected:  # its node died: go through B
+                        sockets[sub, on] = await thread_socket(
+                            cluster, on=1, sub=sub, thread_id=threads[sub]
+                        )
+                    await asyncio.sleep(0.1)
+                if len(acked) >= KILL_AFTER:
+                    enough.set()
+                await asyncio.sleep(0.02)
+
+        async def kill() -> None:
+            await enough.wait()
+            victim.kill()
+            await victim.process.wait()
+
+        try:
+            async with asyncio.timeout(90):
+                await asyncio.gather(kill(), *(keep_sending(sub, on) for sub, on in list(sockets)))
+        finally:
+            for client in sockets.values():
+                await client.disconnect()
+
+        # The kill hit A's senders mid-stream; they finished through B.
+        assert len(acked) == len(sockets) * PER_SENDER
+        assert refused, "node A was killed after every send"
+        assert set(refused) <= {"disconnected", "no_ack"}, refused
+        for sub, thread_id in threads.items():
+            page = await cluster.rest(
+                "GET",
+                f"/api/threads/{thread_id}/messages?after_seq=0&limit=500",
+                on=2,
+                token=cluster.token(Role.PARENT, sub),
+            )
+            assert page["has_more"] is False
+            seqs = [m["seq"] for m in page["messages"]]
+            assert seqs == list(range(1, len(seqs) + 1)), "seqs have a gap"
+            stored = Counter(m["client_msg_id"] for m in page["messages"])
+            assert max(stored.values()) == 1, "a message is stored twice"
+            assert len([m for m in stored if not m.startswith("system:")]) == 3 * PER_SENDER
+            by_id = {m["client_msg_id"]: m["seq"] for m in page["messages"]}
+            for (acked_thread, client_msg_id), seq in acked.items():
+                if acked_thread == thread_id:
+                    assert by_id.get(client_msg_id) == seq, client_msg_id
 
 
 async def _eventually_loaded(cluster: Cluster, url: str, within: float = 10.0) -> None:
