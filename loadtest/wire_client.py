@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import socketio
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from careline.loadtest.clip_track import ClipTrack, attach_keyframe_requests
@@ -62,6 +62,10 @@ class WireClient:
     events: list[tuple[str, Any]] = field(default_factory=list)
     frames: FrameCounter = field(default_factory=FrameCounter)
     namespace: str = field(default="/", kw_only=True)
+    #: the next peer connections' configuration; None: `loopback_configuration()` (no ICE
+    #: servers, host candidates where `restrict_host_addresses` allows). Never name a server
+    #: off this machine in tests.
+    rtc_configuration: RTCConfiguration | None = field(default=None, kw_only=True)
     error_type: ClassVar[type[WireError]] = WireError
     recorded_pushes: ClassVar[tuple[str, ...] | None] = None
 
@@ -214,7 +218,7 @@ class WireClient:
             self.video_track = ClipTrack(self.video_track.clip)
         if self.audio_track is not None and self.audio_track.readyState == "ended":
             self.audio_track = ClipTrack(self.audio_track.clip)
-        self.pc = RTCPeerConnection(loopback_configuration())
+        self.pc = RTCPeerConnection(self.rtc_configuration or loopback_configuration())
         self._published.clear()
         pc = self.pc
 
