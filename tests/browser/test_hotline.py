@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -39,6 +39,18 @@ HOTLINE: dict[str, Any] = {
 }
 
 
+class Served(Protocol):
+    """Where pages are loaded from: a test server, or one node of several."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def token(self, role: Role, sub: str, **claims: Any) -> str: ...
+
+
 @asynccontextmanager
 async def hotline_server(
     env: BrowserEnv, tmp_path: Path, **overrides: Any
@@ -63,7 +75,7 @@ def order_token(
     return signer.issue(order_id, ttl).token
 
 
-async def register_kiosk(server: RunningServer, kiosk_id: str) -> str:
+async def register_kiosk(server: Served, kiosk_id: str) -> str:
     """Register a kiosk as an admin; its device secret."""
     admin = server.token(Role.ADMIN, "a-1")
     async with (
@@ -79,7 +91,7 @@ async def register_kiosk(server: RunningServer, kiosk_id: str) -> str:
         return str(body["secret"])
 
 
-async def open_kiosk(env: BrowserEnv, server: RunningServer, kiosk_id: str) -> Page:
+async def open_kiosk(env: BrowserEnv, server: Served, kiosk_id: str) -> Page:
     """A kiosk provisioned through its setup link, on its idle screen."""
     secret = await register_kiosk(server, kiosk_id)
     page = await env.page(
@@ -100,7 +112,7 @@ async def type_code(kiosk: Page, code: str) -> None:
     await kiosk.get_by_role("button", name="Call a pharmacist").click()
 
 
-async def open_console(env: BrowserEnv, server: RunningServer, sub: str) -> Page:
+async def open_console(env: BrowserEnv, server: Served, sub: str) -> Page:
     """A pharmacist console, connected (away)."""
     token = server.token(Role.PHARMACIST, sub)
     page = await env.page(f"{server.url}/pharmacist?token={token}")

@@ -12,14 +12,8 @@ refuses the connection. The nodes accept sockets from the entries' origins
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import threading
-import uuid
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -27,107 +21,19 @@ from playwright.async_api import Page, expect
 
 from careline.signaling.identity import Role
 from tests.browser.harness import BrowserEnv, video_playing
+from tests.browser.nodes import (
+    EntryProxy,
+    json_request,
+    live_nodes,
+    node_env,
+    port_of,
+    same_netns,
+    until,
+)
 from tests.browser.test_visit import join, tile
-from tests.support import SECRET, ServeProcess, careline_serve, issue, make_settings, redis_server
+from tests.support import ServeProcess, careline_serve, issue, make_settings, redis_server
 
 pytestmark = pytest.mark.redis
-
-#: A dead node's visits are re-placed after its lease; short here, so the failover is quick.
-LEASE_SECONDS = 3.0
-
-
-class EntryProxy:
-    """A TCP proxy: each connection goes to the first of `targets` (ports) that accepts it."""
-
-    def __init__(self) -> None:
-        self.targets: list[int] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for port in self.targets:
-            try:
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                continue
-            self.writers.update((writer, up_writer))
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-            return
-        writer.close()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self.writers.discard(writer)
-            writer.close()
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for writer in list(self.writers):
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
-
-
-def node_env(redis_url: str, allowed_origins: Sequence[str]) -> dict[str, str]:
-    return {
-        "CARELINE_AUTH_SECRET": SECRET,
-        "CARELINE_STORE_BACKEND": "redis",
-        "CARELINE_STORE_REDIS_URL": redis_url,
-        "CARELINE_STORE_REDIS_PREFIX": f"browser-{uuid.uuid4().hex}",
-        "CARELINE_MEDIA_HOST_ADDRESSES": "127.0.0.1",
-        "CARELINE_MEDIA_KEYFRAME_INTERVAL_SECONDS": "0.2",
-        "CARELINE_CLUSTER_NODE_LEASE_SECONDS": str(LEASE_SECONDS),
-        "CARELINE_CLUSTER_ALLOWED_ORIGINS": ",".join(allowed_origins),
-        "CARELINE_SERVER_LOG_LEVEL": "warning",
-        "CARELINE_SERVER_SHUTDOWN_TIMEOUT_SECONDS": "2",
-    }
-
-
-def same_netns(pid: int) -> bool:
-    """Whether process `pid` is in this thread's network namespace."""
-    mine = os.readlink(f"/proc/self/task/{threading.get_native_id()}/ns/net")
-    return os.readlink(f"/proc/{pid}/ns/net") == mine
-
-
-async def json_request(
-    http: aiohttp.ClientSession, method: str, url: str, token: str, body: Any = None
-) -> Any:
-    async with http.request(
-        method, url, json=body, headers={"Authorization": f"Bearer {token}"}
-    ) as response:
-        assert response.status < 300, await response.text()
-        return await response.json()
-
-
-async def live_nodes(http: aiohttp.ClientSession, url: str, admin: str) -> list[str]:
-    listed = await json_request(http, "GET", url + "/api/cluster/nodes", admin)
-    return sorted(node["url"] for node in listed["nodes"])
-
-
-async def until(predicate: Any, within: float) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
 
 
 async def visit_node(page: Page) -> str:

@@ -429,6 +429,7 @@ async function startMedia() {
       try {
         const link = await openMediaLink(nodeUrl);
         if (state.peer && state.mediaLink === link) {
+          document.body.dataset.mediaNode = nodeUrl; // where the call's media is ("" = here)
           state.peer.setSocket(link);
           await state.peer.start(false);
           return;
@@ -477,6 +478,7 @@ function dropPeer() {
   state.mediaSocketId = null;
   if (state.mediaLink) state.mediaLink.disconnect();
   state.mediaLink = null;
+  document.body.dataset.mediaNode = "";
 }
 
 /** The caller's kiosk reconnected to another node, which now holds the call's media: start again. */
