@@ -843,21 +843,29 @@ function networkLost() {
  * reconnect, so a late reply cannot undo a newer push. */
 async function heartbeat() {
   const socket = kiosk.socket;
-  if (socket && socket.connected && !kiosk.beating) {
-    kiosk.beating = true;
-    try {
-      await call(socket, "hotline.resume", undefined, HEARTBEAT_TIMEOUT_MS);
-    } catch (err) {
-      if (err.code === "timeout" && socket === kiosk.socket && socket.connected) networkLost();
-    } finally {
-      kiosk.beating = false;
-    }
+  if (!socket || !socket.connected || kiosk.beating) return;
+  kiosk.beating = true;
+  try {
+    await call(socket, "hotline.resume", undefined, HEARTBEAT_TIMEOUT_MS);
+  } catch (err) {
+    if (err.code === "timeout" && socket === kiosk.socket && socket.connected) networkLost();
+  } finally {
+    kiosk.beating = false;
   }
+}
+
+/** Every second: beat if the interval for the current state has passed since the last beat, so
+ * placing a call (idle -> queue) shortens the wait for the next beat at once. */
+let lastBeat = performance.now();
+function heartbeatTick() {
   const state = kiosk.call && kiosk.call.state;
-  setTimeout(heartbeat, state === "connected" ? HEARTBEAT_CALL_MS : state ? HEARTBEAT_QUEUE_MS : HEARTBEAT_IDLE_MS);
+  const every = state === "connected" ? HEARTBEAT_CALL_MS : state ? HEARTBEAT_QUEUE_MS : HEARTBEAT_IDLE_MS;
+  if (performance.now() - lastBeat < every) return;
+  lastBeat = performance.now();
+  heartbeat();
 }
 window.addEventListener("offline", networkLost);
-setTimeout(heartbeat, HEARTBEAT_CALL_MS);
+setInterval(heartbeatTick, 1000);
 window.carelineKiosk = { scanImage, decodeQr, forgetProvisioning };
 
 provision();
