@@ -93,8 +93,10 @@ class RedisSubscription:
         self.connected = False
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
+            # typed in some redis-py releases, not in others: call it through a typed name
+            close: Callable[[], Awaitable[None]] = pubsub.aclose
             with contextlib.suppress(redis_exceptions.RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await close()
 
     async def _run(
         self, pubsub: aioredis.client.PubSub | None, deliver: Callable[[bytes], Awaitable[None]]
