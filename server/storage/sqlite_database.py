@@ -12,7 +12,10 @@ Writes of one kind that are frequent (message appends) can be *grouped*: queued 
 WriteGroup that follow each other in a batch are handed to the group in one call, which may apply
 them with a few set-based statements instead of several statements each. Every SQLite call on the
 writer thread gives up the GIL and must take it back from the event loop, so statements per write,
-more than their SQL work, decide the writer's throughput on a busy process.
+more than their SQL work, decide the writer's throughput on a busy process. For the same reason a
+batch that is nothing but one group's items is first offered to the group whole
+(`WriteGroup.run_at_once`): one statement outside a transaction, which commits itself (with the
+same fsync), instead of BEGIN, the write and COMMIT.
 
 Reads run on a separate reader thread with its own connection (WAL lets it read while the writer
 writes). A checkpointer thread with a connection of its own copies committed WAL frames into the
@@ -25,6 +28,7 @@ Nothing here blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
 import sqlite3
@@ -68,6 +72,17 @@ class WriteGroup(Protocol[I_contra, R_co]):
         """
         ...
 
+    def run_at_once(
+        self, conn: sqlite3.Connection, items: Sequence[I_contra]
+    ) -> Sequence[tuple[R_co | None, Exception | None]] | None:
+        """Apply `items` by one statement outside a transaction (it commits itself), or return
+        None having written nothing, so that the writer runs them as usual.
+
+        Called when the items are a whole batch: one SQLite call instead of three (BEGIN, the
+        write, COMMIT), each of which must take the GIL back from the event loop.
+        """
+        ...
+
     def run_one(self, conn: sqlite3.Connection, item: I_contra) -> R_co:
         """Apply one item; if it raises, the writer undoes what it wrote."""
         ...
@@ -75,6 +90,49 @@ class WriteGroup(Protocol[I_contra, R_co]):
     def discard(self) -> None:
         """The writer rolled back work of this group: forget anything derived from it."""
         ...
+
+
+class _Room:
+    """Room for `size` queued writes; callers beyond it wait, first come, first served.
+
+    Loop thread only. A plain counter: taking room when there is some costs no await (an
+    asyncio.Semaphore's acquire is a coroutine call on every write).
+    """
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_now(self) -> bool:
+        """Take one place if one is free and nobody waits for it."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait for a place (handed over by `give`)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.give(1)  # handed a place, then cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def give(self, count: int) -> None:
+        """Free `count` places, handing them to waiters first."""
+        self._free += count
+        while self._free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._free -= 1
+                waiter.set_result(None)
 
 
 @dataclass(slots=True)
@@ -116,7 +174,7 @@ class SqliteDatabase:
         self._stop_checkpoints = False
         self._migrations = tuple(migrations)
         self._max_batch = max_batch
-        self._room = asyncio.Semaphore(max_pending)
+        self._room = _Room(max_pending)
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="careline-sqlite-read")
@@ -147,8 +205,9 @@ class SqliteDatabase:
         """Run `fn` in the next batched transaction; return its result once committed."""
         if self._closed or self._writer is None:
             raise StoreUnavailable("the database is closed")
+        if not self._room.take_now():
+            await self._room.take()
         loop = asyncio.get_running_loop()
-        await self._room.acquire()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(fn, future, loop))
         return await future
@@ -158,8 +217,9 @@ class SqliteDatabase:
         `group` queued next to it); return its result once committed."""
         if self._closed or self._writer is None:
             raise StoreUnavailable("the database is closed")
+        if not self._room.take_now():
+            await self._room.take()
         loop = asyncio.get_running_loop()
-        await self._room.acquire()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(None, future, loop, group, item))
         return await future
@@ -273,6 +333,10 @@ class SqliteDatabase:
         outcomes: list[Outcome] = []
         units = _units(batch)
         try:
+            found = _run_at_once(conn, units)
+            if found is not None:
+                self._settle_batch(batch, found)
+                return
             conn.execute("BEGIN IMMEDIATE")
             found = self._run_optimistic(conn, units)
             if found is None:
@@ -285,8 +349,6 @@ class SqliteDatabase:
                 found = [outcome for unit in units for outcome in self._run_unit(conn, unit)]
             outcomes = found
             conn.execute("COMMIT")
-            self.commits += 1
-            self._committed.set()
         except sqlite3.Error as exc:
             log.exception("sqlite commit of %d writes failed", len(batch))
             if conn.in_transaction:
@@ -294,6 +356,17 @@ class SqliteDatabase:
             _discard(batch)
             failure = StoreUnavailable(f"the database write failed: {exc.__class__.__name__}")
             outcomes = [(None, failure)] * len(batch)
+            self._settle(batch, outcomes)
+            return
+        self._settle_batch(batch, outcomes)
+
+    def _settle_batch(self, batch: list[_Job], outcomes: Sequence[Outcome]) -> None:
+        """The batch is committed: count it, wake the checkpointer, hand out the outcomes."""
+        self.commits += 1
+        self._committed.set()
+        self._settle(batch, outcomes)
+
+    def _settle(self, batch: list[_Job], outcomes: Sequence[Outcome]) -> None:
         # One wakeup of the loop per batch, not one per job.
         settled: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
         for job, (result, error) in zip(batch, outcomes, strict=True):
@@ -334,8 +407,8 @@ class SqliteDatabase:
         return outcomes
 
     def _finish(self, results: list[_Settled]) -> None:
+        self._room.give(len(results))
         for future, result, error in results:
-            self._room.release()
             _settle(future, result, error)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -366,6 +439,27 @@ def _units(batch: list[_Job]) -> list[list[_Job]]:
         else:
             units.append([job])
     return units
+
+
+def _run_at_once(conn: sqlite3.Connection, units: list[list[_Job]]) -> list[Outcome] | None:
+    """A batch that is one run of grouped items, applied and committed by one statement of the
+    group; None if it is not, or if the group declines (then nothing was written)."""
+    group = units[0][0].group if len(units) == 1 else None
+    if group is None:
+        return None
+    unit = units[0]
+    try:
+        outcomes = group.run_at_once(conn, [job.item for job in unit])
+    except sqlite3.Error:
+        raise
+    except Exception:  # noqa: BLE001 - nothing was written: the usual path runs and reports it
+        group.discard()
+        return None
+    if outcomes is None:
+        return None
+    if len(outcomes) != len(unit):
+        raise RuntimeError("a write group answered for the wrong number of items")
+    return list(outcomes)
 
 
 def _apply(conn: sqlite3.Connection, unit: list[_Job]) -> list[Outcome]:

@@ -135,4 +135,45 @@ MIGRATIONS: tuple[str, ...] = (
         until REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 5: appends dirty fewer pages. Entries move to a rowid table, so a commit's new rows share
+    # the last leaves instead of landing on one leaf per thread; only the two unique indexes
+    # are keyed by thread. A family's and an assignee's threads are found without `updated_at`,
+    # so their index entries stay put when a message only moves the thread's activity time
+    # (there are few of them per key: a listing sorts them). `threads_by_state` keeps it: the
+    # queue and single-state listings walk it newest first.
+    """
+    CREATE TABLE thread_messages_v5 (
+        entry_id INTEGER PRIMARY KEY,
+        thread_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        client_msg_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        sender_role TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        text TEXT,
+        attachments BLOB NOT NULL,
+        event TEXT,
+        subject TEXT,
+        target_seq INTEGER,
+        version INTEGER NOT NULL,
+        edited_at REAL,
+        deleted INTEGER NOT NULL
+    );
+    INSERT INTO thread_messages_v5 (thread_id, seq, client_msg_id, fingerprint, kind, sender,
+        sender_role, created_at, text, attachments, event, subject, target_seq, version,
+        edited_at, deleted)
+    SELECT thread_id, seq, client_msg_id, fingerprint, kind, sender, sender_role, created_at,
+        text, attachments, event, subject, target_seq, version, edited_at, deleted
+    FROM thread_messages ORDER BY thread_id, seq;
+    DROP TABLE thread_messages;
+    ALTER TABLE thread_messages_v5 RENAME TO thread_messages;
+    CREATE UNIQUE INDEX thread_messages_by_seq ON thread_messages (thread_id, seq);
+    CREATE UNIQUE INDEX thread_messages_by_client_id ON thread_messages (thread_id, client_msg_id);
+    DROP INDEX threads_by_family;
+    CREATE INDEX threads_by_family ON threads (family_sub);
+    DROP INDEX threads_by_assignee;
+    CREATE INDEX threads_by_assignee ON threads (assigned_to);
+    """,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from careline.server.storage.file_blobs import FileBlobStore
@@ -21,8 +22,14 @@ class SqliteStorage:
 
     backend = "sqlite"
 
-    def __init__(self, path: Path, blob_dir: Path | None = None) -> None:
-        self._db = SqliteDatabase(path, MIGRATIONS)
+    def __init__(
+        self,
+        path: Path,
+        blob_dir: Path | None = None,
+        migrations: Sequence[str] = MIGRATIONS,
+    ) -> None:
+        """`migrations` other than all of them only to build databases of older versions."""
+        self._db = SqliteDatabase(path, migrations)
         self._threads = SqliteThreadStore(self._db)
         self._blobs = FileBlobStore(blob_dir if blob_dir is not None else path.parent / "blobs")
         self._audit = SqliteAuditStore(self._db)

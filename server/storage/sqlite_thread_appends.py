@@ -14,7 +14,9 @@ and any entry whose checks refuse it (it may be the retry of a stored message, w
 the refusal), goes through `append_one`, the one-entry append, in a savepoint of its own after the
 pending rows are written. When the insert meets a stored client_msg_id (a retry) the writer undoes
 the group and runs every item through `append_one` (RunAlone). The outcome of every item is
-exactly what `append_one` alone would have given.
+exactly what `append_one` alone would have given. When the batch holds only plain entries that
+pass their checks, the INSERT runs outside a transaction and commits itself (`run_at_once`); if
+it meets a stored client_msg_id it rolls back whole and the batch runs the usual way.
 
 Thread rows the writer read or wrote are cached here: the writer thread is the only one that
 writes the database, and the cache is dropped whenever the writer rolls anything back. Only the
@@ -66,9 +68,13 @@ _PREPARE = (
     f"CREATE TEMP TRIGGER IF NOT EXISTS {_VIEW}_rows INSTEAD OF INSERT ON {_VIEW} BEGIN "  # noqa: S608
     f"INSERT INTO thread_messages ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('NEW.' + name for name in _COLUMNS)}); "
+    "UPDATE threads SET updated_at = NEW.t_updated_at, last_seq = NEW.seq "
+    "WHERE thread_id = NEW.thread_id; "
+    # Indexed columns are set only when they change: setting one rewrites its index entries.
     "UPDATE threads SET state = NEW.t_state, assigned_to = NEW.t_assigned_to, "
-    "updated_at = NEW.t_updated_at, closed_at = NEW.t_closed_at, last_seq = NEW.seq, "
-    "version = NEW.t_version WHERE thread_id = NEW.thread_id; "
+    "closed_at = NEW.t_closed_at, version = NEW.t_version WHERE thread_id = NEW.thread_id "
+    "AND (state IS NOT NEW.t_state OR assigned_to IS NOT NEW.t_assigned_to "
+    "OR closed_at IS NOT NEW.t_closed_at OR version IS NOT NEW.t_version); "
     "INSERT INTO thread_reads (thread_id, sub, seq) VALUES (NEW.thread_id, NEW.sender, NEW.seq) "
     "ON CONFLICT (thread_id, sub) DO UPDATE SET seq = MAX(seq, excluded.seq); "
     "END",
@@ -96,24 +102,36 @@ class ThreadAppends:
         pending = _Pending()
         outcomes: list[AppendOutcome] = []
         for draft, change in items:
-            if not _plain(draft):
+            appended = self._check(conn, pending, draft, change) if _plain(draft) else None
+            if appended is None:
+                # Not for the multi-row path, or refused unless it is the retry of a stored
+                # entry: the one-entry append decides, once the entries before it are written.
                 self._flush(conn, pending)
                 outcomes.append(self._one(conn, draft, change))
                 continue
-            thread = pending.threads.get(draft.thread_id) or self._thread(conn, draft.thread_id)
-            try:
-                current = check_access(thread, change)
-                after = apply_change(current, change, current.last_seq + 1, draft.created_at)
-            except SignalingError:
-                # Refused, unless it is the retry of a stored entry: the one-entry append
-                # decides, once the entries before it are written.
-                self._flush(conn, pending)
-                outcomes.append(self._one(conn, draft, change))
-                continue
-            message = stored_message(draft, after.last_seq, ())
-            pending.add(message_values(message), after)
-            outcomes.append((Appended(message, after, duplicate=False), None))
+            outcomes.append((appended, None))
         self._flush(conn, pending)
+        return outcomes
+
+    def run_at_once(
+        self, conn: sqlite3.Connection, items: Sequence[AppendItem]
+    ) -> list[AppendOutcome] | None:
+        """Every item by one INSERT outside a transaction (it commits itself), or None, having
+        written nothing, when an item needs more than the multi-row path: not plain, refused,
+        a retry, or more rows than one statement holds."""
+        if len(items) > _MAX_ROWS:
+            return None
+        pending = _Pending()
+        outcomes: list[AppendOutcome] = []
+        for draft, change in items:
+            appended = self._check(conn, pending, draft, change) if _plain(draft) else None
+            if appended is None:
+                return None
+            outcomes.append((appended, None))
+        try:
+            self._flush(conn, pending)
+        except RunAlone:
+            return None  # the statement's own transaction rolled back
         return outcomes
 
     def run_one(self, conn: sqlite3.Connection, item: AppendItem) -> Appended:
@@ -144,6 +162,20 @@ class ThreadAppends:
         conn.execute("RELEASE append")
         self._remember(appended.thread)
         return appended, None
+
+    def _check(
+        self, conn: sqlite3.Connection, pending: _Pending, draft: MessageDraft, change: Change
+    ) -> Appended | None:
+        """A plain entry checked against its thread and added to `pending`; None if refused."""
+        thread = pending.threads.get(draft.thread_id) or self._thread(conn, draft.thread_id)
+        try:
+            current = check_access(thread, change)
+            after = apply_change(current, change, current.last_seq + 1, draft.created_at)
+        except SignalingError:
+            return None
+        message = stored_message(draft, after.last_seq, ())
+        pending.add(message_values(message), after)
+        return Appended(message, after, duplicate=False)
 
     def _thread(self, conn: sqlite3.Connection, thread_id: str) -> Thread | None:
         thread = self._threads.get(thread_id)

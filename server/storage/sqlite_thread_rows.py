@@ -53,6 +53,7 @@ INSERT_MESSAGE = (
     f"INSERT INTO thread_messages (thread_id, {MESSAGE_COLUMNS}) "  # noqa: S608
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_NO_REFS: bytes = msgpack.packb([])
 ATTACHMENT_COLUMNS = "thread_id, attachment_id, content_type, size, uploader, created_at, seq"
 
 
@@ -109,6 +110,25 @@ def append_one(conn: sqlite3.Connection, draft: MessageDraft, change: Change) ->
             )
     message = stored_message(draft, seq, refs)
     insert_message(conn, message)
+    store_thread(conn, thread, after)
+    raise_horizon(conn, draft.thread_id, draft.sender, seq)
+    return Appended(message, after, duplicate=False, target=revised, dropped_blobs=dropped)
+
+
+def store_thread(conn: sqlite3.Connection, before: Thread, after: Thread) -> None:
+    """Write what an append changed in the thread row. Indexed columns are set only when they
+    change: setting one rewrites its index entries, even to the same value."""
+    if (before.state, before.assigned_to, before.closed_at, before.version) == (
+        after.state,
+        after.assigned_to,
+        after.closed_at,
+        after.version,
+    ):
+        conn.execute(
+            "UPDATE threads SET updated_at = ?, last_seq = ? WHERE thread_id = ?",
+            (after.updated_at, after.last_seq, after.thread_id),
+        )
+        return
     conn.execute(
         "UPDATE threads SET state = ?, assigned_to = ?, updated_at = ?, closed_at = ?, "
         "last_seq = ?, version = ? WHERE thread_id = ?",
@@ -122,8 +142,6 @@ def append_one(conn: sqlite3.Connection, draft: MessageDraft, change: Change) ->
             after.thread_id,
         ),
     )
-    raise_horizon(conn, draft.thread_id, draft.sender, seq)
-    return Appended(message, after, duplicate=False, target=revised, dropped_blobs=dropped)
 
 
 def raise_horizon(conn: sqlite3.Connection, thread_id: str, sub: str, seq: int) -> int:
@@ -151,7 +169,7 @@ def message_values(m: Message) -> tuple[Any, ...]:
         m.created_at,
         m.fingerprint,
         m.text,
-        msgpack.packb(pack_refs(m.attachments)),
+        msgpack.packb(pack_refs(m.attachments)) if m.attachments else _NO_REFS,
         None if m.event is None else m.event.value,
         m.subject,
         m.target_seq,

@@ -136,3 +136,49 @@ async def test_appends_after_a_reopen_see_the_stored_threads(tmp_path: Path) -> 
         assert appended.message.seq == 13
     finally:
         await again.close()
+
+
+async def test_a_retry_among_plain_appends_is_told_apart_from_new_entries(
+    storage: SqliteStorage,
+) -> None:
+    """The whole batch is plain entries, so the writer tries one self-committing INSERT; the
+    retry makes it fail, and it must leave nothing behind before the usual path runs."""
+    for thread_id in ("t-1", "t-2"):
+        await make(storage, thread_id)
+        await assign(storage, thread_id)
+    stored = await storage.threads.append(draft("t-1", "first", cmid="kept"), PARENT_WRITES)
+    commits = storage.database.commits
+    held = await hold_writer(storage)
+    outcomes = await asyncio.gather(
+        storage.threads.append(draft("t-2", "a", cmid="a"), PARENT_WRITES),
+        storage.threads.append(draft("t-1", "first", cmid="kept"), PARENT_WRITES),
+        storage.threads.append(draft("t-1", "b", cmid="b"), PARENT_WRITES),
+    )
+    await held
+    a, retry, b = outcomes
+    assert (a.message.seq, a.duplicate) == (3, False)
+    assert retry.duplicate
+    assert retry.message == stored.message
+    assert (b.message.seq, b.duplicate) == (4, False)
+    assert [m.client_msg_id for m in await storage.threads.messages("t-1", after_seq=2)] == [
+        "kept",
+        "b",
+    ]
+    assert [m.seq for m in await storage.threads.messages("t-2")] == [1, 2, 3]
+    assert storage.database.commits == commits + 2  # the held write, then the batch
+
+
+async def test_plain_appends_queued_together_commit_once(storage: SqliteStorage) -> None:
+    await make(storage, "t-1")
+    await assign(storage, "t-1")
+    commits = storage.database.commits
+    held = await hold_writer(storage)
+    appended = await asyncio.gather(
+        *(storage.threads.append(draft("t-1", cmid=f"m{n}"), PARENT_WRITES) for n in range(20))
+    )
+    await held
+    assert [a.message.seq for a in appended] == list(range(3, 23))
+    assert storage.database.commits == commits + 2
+    thread = await storage.threads.get("t-1")
+    assert thread == appended[-1].thread
+    assert await storage.threads.read_seq("t-1", appended[-1].message.sender) == 22
