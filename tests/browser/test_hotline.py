@@ -326,6 +326,57 @@ def test_the_kiosk_recovers_after_going_offline(browser_env: BrowserEnv, tmp_pat
     browser_env.run(scenario())
 
 
+async def admin_post(server: Served, path: str) -> dict[str, Any]:
+    """An admin's POST without a body; the JSON reply."""
+    headers = {"Authorization": f"Bearer {server.token(Role.ADMIN, 'a-1')}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(server.url + path, headers=headers) as response,
+    ):
+        body = await response.json()
+        assert response.status == 200, body
+        return dict(body)
+
+
+def test_a_kiosk_disabled_during_a_call_goes_out_of_service(
+    browser_env: BrowserEnv, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with hotline_server(browser_env, tmp_path) as server:
+            kiosk = await open_kiosk(browser_env, server, "k-5")
+            console = await open_console(browser_env, server, "ph-5")
+            await go_available(console)
+            await type_code(kiosk, order_token(server.settings, "ord-500"))
+            await connect_call(browser_env, kiosk, console, "ord-500")
+
+            # An admin takes the kiosk out of service: its call ends on both screens.
+            disabled = await admin_post(server, "/api/kiosks/k-5/disable")
+            assert disabled["ended_call"]["end_reason"] == "kiosk_disabled"
+            await expect(
+                kiosk.get_by_role("heading", name="This kiosk is out of service.")
+            ).to_be_visible()
+            await expect(kiosk.locator("#remote")).to_have_count(0)
+            await expect(kiosk.locator("#banner")).to_be_hidden()
+            await expect(console.locator("#end-note")).to_contain_text(
+                "the kiosk was taken out of service"
+            )
+            await expect(console.locator("#presence-state")).to_have_text("Wrap-up")
+            await browser_env.screenshot(kiosk, "kiosk-out-of-service")
+            await browser_env.screenshot(console, "console-kiosk-disabled")
+
+            # Its secret is refused while disabled: a reload stays out of service...
+            await kiosk.reload()
+            await expect(
+                kiosk.get_by_role("heading", name="This kiosk is out of service.")
+            ).to_be_visible()
+            # ...and once enabled again, the same screen (provisioning kept) is back in service.
+            await admin_post(server, "/api/kiosks/k-5/enable")
+            await kiosk.reload()
+            await expect(kiosk.get_by_role("heading", name="Talk to a pharmacist")).to_be_visible()
+
+    browser_env.run(scenario())
+
+
 def test_bad_codes_and_bad_setup_say_so(browser_env: BrowserEnv, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with hotline_server(browser_env, tmp_path) as server:

@@ -186,6 +186,7 @@ function showProblem(headline, advice, { code, retry } = {}) {
     el("p", { class: "lead" }, advice),
   );
   if (retry) section.append(bigButton(retry.label, { onclick: retry.action, class: "primary" }));
+  setBanner(""); // the screen says what is wrong; no "Reconnecting…" over it
   show("problem", section);
 }
 
