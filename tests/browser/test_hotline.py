@@ -338,6 +338,45 @@ async def admin_post(server: Served, path: str) -> dict[str, Any]:
         return dict(body)
 
 
+def test_the_kiosk_renews_its_token_by_itself(browser_env: BrowserEnv, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        # The shortest kiosk token (60 s): the page renews it at 60 % of its lifetime. The
+        # page's clock is mocked (Playwright's clock), so the test jumps ahead instead of waiting.
+        async with hotline_server(
+            browser_env, tmp_path, **{"hotline.kiosk_token_ttl_seconds": 60}
+        ) as server:
+            secret = await register_kiosk(server, "k-6")
+            kiosk = await browser_env.page()
+            await kiosk.clock.install()
+            fetched: list[str] = []
+            kiosk.on(
+                "requestfinished",
+                lambda r: (
+                    fetched.append(r.url) if r.url.endswith("/api/kiosks/k-6/token") else None
+                ),
+            )
+            await kiosk.goto(f"{server.url}/kiosk?kiosk_id=k-6&secret={quote(secret)}")
+            await expect(kiosk.get_by_role("heading", name="Talk to a pharmacist")).to_be_visible()
+            assert len(fetched) == 1
+
+            await kiosk.clock.fast_forward(37_000)
+            await kiosk.wait_for_function(
+                "() => document.querySelector('#banner').hidden", timeout=15000
+            )
+            for _ in range(150):
+                if len(fetched) > 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(fetched) == 2, fetched
+            # still in service with the renewed token: a call goes through
+            await kiosk.clock.resume()
+            await type_code(kiosk, order_token(server.settings, "ord-600"))
+            await expect(kiosk.locator("#wait-title")).to_have_text("You are next in line.")
+            await browser_env.screenshot(kiosk, "kiosk-after-renewal")
+
+    browser_env.run(scenario())
+
+
 def test_a_kiosk_disabled_during_a_call_goes_out_of_service(
     browser_env: BrowserEnv, tmp_path: Path
 ) -> None:
