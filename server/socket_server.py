@@ -34,6 +34,8 @@ class UndecodablePacket(ValueError):
 
 
 _ENCODER = msgspec.msgpack.Encoder()
+#: packet types whose data may be absent (socket.io v5)
+_NO_DATA_TYPES = frozenset({sio_packet.CONNECT, sio_packet.DISCONNECT})
 
 
 class StrictMsgPackPacket(MsgPackPacket):  # type: ignore[misc]
@@ -41,8 +43,13 @@ class StrictMsgPackPacket(MsgPackPacket):  # type: ignore[misc]
     msgpack for plain values, several times faster, and msgspec Structs are accepted)."""
 
     def encode(self) -> bytes:
-        """Encode the packet for transmission."""
-        return _ENCODER.encode(self._to_dict())
+        """Encode the packet for transmission. A CONNECT or DISCONNECT without data carries no
+        `data` key: the JavaScript msgpack parser rejects a DISCONNECT whose data is nil (the
+        page then saw a "parse error" and reconnected instead of obeying the server)."""
+        fields = self._to_dict()
+        if fields["data"] is None and self.packet_type in _NO_DATA_TYPES:
+            del fields["data"]
+        return _ENCODER.encode(fields)
 
     def decode(self, encoded_packet: Any) -> Any:
         """Decode, or raise UndecodablePacket."""

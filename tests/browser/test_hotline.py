@@ -377,6 +377,40 @@ def test_the_kiosk_renews_its_token_by_itself(browser_env: BrowserEnv, tmp_path:
     browser_env.run(scenario())
 
 
+def test_a_second_kiosk_screen_or_console_window_replaces_the_first(
+    browser_env: BrowserEnv, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with hotline_server(browser_env, tmp_path) as server:
+            secret = await register_kiosk(server, "k-7")
+            url = f"{server.url}/kiosk?kiosk_id=k-7&secret={quote(secret)}"
+            first = await browser_env.page(url)
+            await expect(first.locator("body")).to_have_attribute("data-online", "true")
+            second = await browser_env.page(url)
+            await expect(second.get_by_role("heading", name="Talk to a pharmacist")).to_be_visible()
+            await expect(
+                first.get_by_role("heading", name="This kiosk is open on another screen.")
+            ).to_be_visible()
+            await expect(first.locator("#banner")).to_be_hidden()
+            await browser_env.screenshot(first, "kiosk-replaced")
+            # "Use this screen" takes it back
+            await first.get_by_role("button", name="Use this screen").click()
+            await expect(first.get_by_role("heading", name="Talk to a pharmacist")).to_be_visible()
+            await expect(
+                second.get_by_role("heading", name="This kiosk is open on another screen.")
+            ).to_be_visible()
+
+            console = await open_console(browser_env, server, "ph-7")
+            again = await open_console(browser_env, server, "ph-7")
+            await expect(
+                console.get_by_text("The console is open in another window.")
+            ).to_be_visible()
+            await expect(again.locator("#presence-state")).to_have_text("Away")
+            await browser_env.screenshot(console, "console-replaced")
+
+    browser_env.run(scenario())
+
+
 def test_a_kiosk_disabled_during_a_call_goes_out_of_service(
     browser_env: BrowserEnv, tmp_path: Path
 ) -> None:

@@ -315,6 +315,7 @@ function openSocket() {
 }
 
 function onStatus(status) {
+  document.body.dataset.online = String(status.state === "connected"); // for staff tools and tests
   if (status.state === "connected") {
     kiosk.online = true;
     setBanner("");
