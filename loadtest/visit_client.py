@@ -31,6 +31,7 @@ PUSHES = (
     "visit.ended",
     "visit.replaced",
     "visit.quality",
+    "visit.moved",
     *MEDIA_PUSHES,
 )
 

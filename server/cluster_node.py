@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from careline.signaling.errors import StoreUnavailable
 from careline.signaling.node_registry import NodeInfo, NodeLoad, NodeRegistry
@@ -60,8 +60,11 @@ class ClusterNode:
         load: Callable[[], NodeLoad],
         public_url: str = "",
         clock: Callable[[], float] = time.time,
+        after_beat: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """`after_beat` runs after every successful heartbeat (the visit handover)."""
         self.node_id = node_id
+        self._after_beat = after_beat
         self._registry = registry
         self._lease = lease_seconds
         self._load = load
@@ -170,4 +173,15 @@ class ClusterNode:
             else:
                 if self._outage.ok():
                     self._settled_at = self._clock() + self._lease
+                await self._run_after_beat()
             await asyncio.sleep(self._lease / 3)
+
+    async def _run_after_beat(self) -> None:
+        if self._after_beat is None:
+            return
+        try:
+            await self._after_beat()
+        except StoreUnavailable:
+            pass  # the next heartbeat says whether Redis is away; this runs again after it
+        except Exception:
+            log.exception("node %s: after-heartbeat work failed", self.node_id)

@@ -56,6 +56,7 @@ def add_cluster_node(
         load=load,
         public_url=settings.cluster.public_url,
         clock=clock,
+        after_beat=lambda: app[VISITS].hand_over_moved(),
     )
     placer = VisitPlacer(
         node_id, storage.nodes, storage.visit_placement, node.info, clock, node.settling

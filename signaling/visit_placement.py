@@ -9,12 +9,17 @@ Right after a Redis outage every lease may have run out although the nodes are a
 this node is *settling* (it lost Redis within the last lease) a recorded owner is kept whatever
 its lease says, and a join whose owner has not heartbeated again yet is refused with
 StoreUnavailable (clients retry) instead of splitting the visit over two nodes.
+
+A node cut off from the cluster (Redis or its network) for longer than its lease keeps serving
+the visits it holds, while a join elsewhere may place one of them again on another node. Once it
+is back, `moved_away` finds those visits, and the visit service sends their participants to the
+new owner (`visit.moved`), so the visit is whole again on one node.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 import msgspec
@@ -29,6 +34,10 @@ class PlacementStore(Protocol):
     async def place(self, visit_id: str, candidate: str, now: float) -> str:
         """The owner of `visit_id`: the recorded one while its lease runs past `now`, else
         `candidate`, recorded in the same atomic step. StoreUnavailable if unreachable."""
+        ...
+
+    async def owners(self, visit_ids: Sequence[str]) -> dict[str, str | None]:
+        """The recorded owner of each visit (None: no record), placing nothing."""
         ...
 
 
@@ -80,3 +89,16 @@ class VisitPlacer:
             # The owner's record appeared (or its lease was renewed) after we read the
             # registry: read it again.
         raise StoreUnavailable("the node registry changed while placing a visit")
+
+    async def moved_away(self, visit_ids: Collection[str]) -> dict[str, NodeInfo]:
+        """Of `visit_ids` (served here), those recorded on another live node, with that node.
+        Nothing while settling after an outage (the leases are not trusted yet)."""
+        if not visit_ids or self._settling():
+            return {}
+        owners = await self._store.owners(sorted(visit_ids))
+        live = {node.node_id: node for node in await self._registry.live(self._clock())}
+        return {
+            visit_id: live[owner]
+            for visit_id, owner in owners.items()
+            if owner is not None and owner != self.node_id and owner in live
+        }

@@ -376,6 +376,10 @@ class VisitService:
         live = self._by_sid.pop(sid, None)
         if live is None or self._by_participant.get(live.participant_id) is not live:
             return
+        if await self._moved_away(live.visit_id):
+            del self._by_participant[live.participant_id]
+            await self._media.close_session(live.participant_id)
+            return
         loop = asyncio.get_running_loop()
         try:
             async with self._visit_lock(live.visit_id):
@@ -457,6 +461,32 @@ class VisitService:
             participants=Counter(live.state.value for live in lives),
             quality=Counter(live.quality for live in lives if live.quality is not None),
         )
+
+    async def hand_over_moved(self) -> int:
+        """Send the participants of visits that now live on another node there.
+
+        This node was cut off from the cluster for longer than its lease while serving them,
+        and a join elsewhere placed the visit again on another node. Each participant here gets
+        `visit.moved` with that node's URL, its media session closes and its socket is closed
+        (after the push); it joins again there with its admitted state (kept in the store).
+        Returns how many were sent away. StoreUnavailable if the store cannot be read.
+        """
+        if self._placement is None:
+            return 0
+        moved = await self._placement.moved_away({live.visit_id for live in self._by_sid.values()})
+        sent = 0
+        for visit_id, node in moved.items():
+            async with self._visit_lock(visit_id):
+                here = [x for x in self._by_sid.values() if x.visit_id == visit_id]
+                for live in here:
+                    payload = {"visit_id": visit_id, "node_url": node.url}
+                    await self.channel.emit("visit.moved", payload, live.sid)
+                    await self._drop_live(live)
+                    await self._media.close_session(live.participant_id)
+                    await self.channel.disconnect(live.sid)
+            sent += len(here)
+            log.info("visit %s moved to node %s: %d sent there", visit_id, node.node_id, len(here))
+        return sent
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -628,6 +658,8 @@ class VisitService:
             return  # rejoined meanwhile
         del self._by_participant[live.participant_id]
         await self._media.close_session(live.participant_id)
+        if await self._moved_away(live.visit_id):
+            return
         async with self._visit_lock(live.visit_id):
             visit, participants = await self._load(live.visit_id)
             me = _by_id(participants, live.participant_id)
@@ -642,6 +674,16 @@ class VisitService:
                     visit = await self._derive(visit, participants)
                 await self._record(visit.visit_id, me.sub, "left", {})
         await self._announce(visit, participants)
+
+    async def _moved_away(self, visit_id: str) -> bool:
+        """Whether the visit now lives on another node (this one was cut off past its lease):
+        its participants' stored states are that node's to change, not this one's."""
+        if self._placement is None:
+            return False
+        try:
+            return bool(await self._placement.moved_away({visit_id}))
+        except StoreUnavailable:
+            return False
 
     async def _announce(self, visit: Visit, participants: Sequence[Participant]) -> None:
         """Send the roster to the visit room and the waiting list to its clinicians."""

@@ -10,6 +10,8 @@ after the visit was last placed or joined (ended visits leave nothing behind for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis.asyncio as aioredis
 
 from careline.server.storage.redis_cluster_keys import ClusterKeys
@@ -50,3 +52,18 @@ class RedisVisitPlacement:
                 args=[candidate, repr(now), PLACEMENT_TTL_SECONDS],
             )
         return owner.decode() if isinstance(owner, bytes) else str(owner)
+
+    async def owners(self, visit_ids: Sequence[str]) -> dict[str, str | None]:
+        """The recorded owner of each visit (None: no record), without placing anything."""
+        if not visit_ids:
+            return {}
+        async with redis_unavailable():
+            found = await self._client.mget([self._keys.placement + v for v in visit_ids])
+        return {
+            visit_id: None if owner is None else _text(owner)
+            for visit_id, owner in zip(visit_ids, found, strict=True)
+        }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -8,6 +8,7 @@ holds the visit's media is the one they end up on (`visit.wrong_node` sends them
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -197,6 +198,41 @@ async def test_a_killed_owner_node_is_replaced_and_media_comes_back(
     print(f"\nfailover: re-placed after {replaced_after:.1f} s, media after {media_after:.1f} s")
     assert replaced_after < REPLACED_WITHIN
     assert media_after < MEDIA_BACK_WITHIN
+
+
+async def test_a_node_cut_off_longer_than_its_lease_hands_its_visit_to_the_new_owner(
+    tmp_path: Path, redis: RedisServer, clip: Clip
+) -> None:
+    async with three_nodes(tmp_path, redis, CARELINE_CLUSTER_NODE_LEASE_SECONDS="3") as cluster:
+        visit_id, ids, doctor, parent = await in_call(cluster, clip, doctor_on=0, parent_on=0)
+        owner = next(n for n in cluster.nodes if n.url == doctor.url)
+        others = [url for url in cluster.urls if url != owner.url]
+
+        # The owner is cut off (frozen) past its lease; meanwhile the parent comes back through
+        # another node, which places the visit there.
+        owner.process.send_signal(signal.SIGSTOP)
+        try:
+            await parent.rejoin(visit_id, others, within=REPLACED_WITHIN + 5)
+            new_owner = parent.url
+            assert new_owner != owner.url
+        finally:
+            owner.process.send_signal(signal.SIGCONT)
+
+        # Back, the old owner sends its participant to the new owner instead of keeping a
+        # second copy of the visit.
+        moved = await doctor.wait_event("visit.moved", within=15)
+        assert moved == {"visit_id": visit_id, "node_url": new_owner}
+        await doctor.move_to(new_owner)
+        joined = await doctor.join(visit_id)
+        assert joined["state"] == "admitted"  # no new admit
+        for client in (doctor, parent):
+            client.frames = FrameCounter()
+        await asyncio.gather(doctor.start_media(), parent.start_media())
+        await asyncio.gather(
+            doctor.frames_from(ids["parent"], 5, within=MEDIA_BACK_WITHIN),
+            parent.frames_from(ids["clinician"], 5, within=MEDIA_BACK_WITHIN),
+        )
+        assert owner.process.returncode is None  # it lives on, holding nothing of the visit
 
 
 #: Messages each chat sender gets acknowledged; node A is killed once this many are.

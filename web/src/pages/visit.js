@@ -118,6 +118,7 @@ function openSocket(base = "") {
   on("visit.removed", () => finish("removed"));
   on("visit.ended", () => finish("ended"));
   on("visit.replaced", () => finish("replaced"));
+  on("visit.moved", (data) => followMove(data));
   on("session.expired", () => finish("auth.expired"));
   on("session.revoked", () => finish("auth.revoked"));
   on("disconnect", (reason) => {
@@ -197,6 +198,20 @@ async function switchSocket(base, withinMs = MOVE_CONNECT_MS) {
   } finally {
     S.moving = false;
   }
+}
+
+/** `visit.moved`: the node this page talked to was cut off from the others for a while and the
+ * visit now lives on another node. Go there (the old socket's events are ignored from now on),
+ * join again (no new admit) and start new media, as after a reconnect. */
+async function followMove(data) {
+  const nodeUrl = data && typeof data.node_url === "string" ? data.node_url : "";
+  if (!nodeUrl || S.phase === "over") return;
+  try {
+    await switchSocket(nodeUrl);
+  } catch (err) {
+    await switchSocket("").catch(() => {});
+  }
+  rejoin();
 }
 
 /** `visit.join`, following `visit.wrong_node` to the node that holds the visit (at most MAX_MOVES
