@@ -96,9 +96,8 @@ class VisitPlacer:
         if not visit_ids or self._settling():
             return {}
         owners = await self._store.owners(sorted(visit_ids))
+        elsewhere = {v: o for v, o in owners.items() if o is not None and o != self.node_id}
+        if not elsewhere:  # the usual answer: one read, no registry read
+            return {}
         live = {node.node_id: node for node in await self._registry.live(self._clock())}
-        return {
-            visit_id: live[owner]
-            for visit_id, owner in owners.items()
-            if owner is not None and owner != self.node_id and owner in live
-        }
+        return {visit_id: live[owner] for visit_id, owner in elsewhere.items() if owner in live}
