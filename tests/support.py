@@ -203,7 +203,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        _wait_for_port(self.port, self.process)
+        wait_for_port(self.port, self.process)
 
 
 @contextmanager
@@ -234,7 +234,7 @@ def redis_server(appendonly: bool = False) -> Iterator[RedisServer]:
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = RedisServer(port=port, process=process, directory=directory, args=args)
     try:
-        _wait_for_port(port, process)
+        wait_for_port(port, process)
         yield server
     finally:
         if server.process.poll() is None:
@@ -248,17 +248,23 @@ def redis_server(appendonly: bool = False) -> Iterator[RedisServer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def wait_for_port(
+    port: int,
+    process: subprocess.Popen[bytes],
+    what: str = "redis-server",
+    timeout: float = 10.0,
+) -> None:
+    """Wait until the child `process` (named `what` in errors) accepts TCP on loopback `port`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {process.returncode}")
+            raise RuntimeError(f"{what} exited with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("redis-server did not start listening")
+    raise RuntimeError(f"{what} did not start listening on {port}")
 
 
 def open_fds() -> int:

@@ -7,10 +7,12 @@ HTTP calls, pages) runs on the namespaced loop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,3 +151,68 @@ async def video_playing(page: Page, selector: str, within_ms: int = 20000) -> No
         timeout=within_ms,
         polling=250,
     )
+
+
+async def body_data(page: Page, name: str) -> str:
+    """`document.body.dataset[name]` ("" when unset): where pages say which node they talk to."""
+    value: str = await page.evaluate("(name) => document.body.dataset[name] || ''", name)
+    return value
+
+
+class TcpProxy:
+    """A TCP proxy on loopback: each connection goes to the first of `targets` (ports) that
+    accepts it, as a load balancer that skips dead nodes would. `drop()` cuts every connection
+    and refuses new ones until `restore()`, as a lost network would."""
+
+    def __init__(self, targets: Sequence[int] = ()) -> None:
+        self.targets = list(targets)
+        self.down = False
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.down:
+            for port in self.targets:
+                try:
+                    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    continue
+                self.writers.update((writer, up_writer))
+                await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+                return
+        writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+    def drop(self) -> None:
+        self.down = True
+        for writer in list(self.writers):
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+        self.writers.clear()
+
+    def restore(self) -> None:
+        self.down = False
+
+    async def close(self) -> None:
+        self.drop()
+        if self.server is not None:
+            self.server.close()

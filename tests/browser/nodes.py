@@ -2,13 +2,12 @@
 
 The redis-server and the `careline serve` nodes are started from the namespaced loop's thread,
 so they are in the loopback-only namespace too (`same_netns`). Pages are opened through an
-`EntryProxy`, as behind a load balancer that skips dead nodes.
+`TcpProxy` (tests/browser/harness.py), as behind a load balancer that skips dead nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import uuid
@@ -21,53 +20,6 @@ from tests.support import SECRET
 
 #: A dead node's visits are re-placed after its lease; short here, so the failover is quick.
 LEASE_SECONDS = 3.0
-
-
-class EntryProxy:
-    """A TCP proxy: each connection goes to the first of `targets` (ports) that accepts it."""
-
-    def __init__(self) -> None:
-        self.targets: list[int] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for port in self.targets:
-            try:
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                continue
-            self.writers.update((writer, up_writer))
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-            return
-        writer.close()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self.writers.discard(writer)
-            writer.close()
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for writer in list(self.writers):
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
 
 
 def port_of(url: str) -> int:

@@ -18,12 +18,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from careline.server.settings import Settings
 from careline.signaling.identity import Role
-from tests.browser.harness import BrowserEnv
-from tests.browser.nodes import EntryProxy, live_nodes, node_env, port_of, same_netns, until
+from tests.browser.harness import BrowserEnv, TcpProxy, body_data
+from tests.browser.nodes import live_nodes, node_env, port_of, same_netns, until
 from tests.browser.test_hotline import (
     HOTLINE,
     connect_call,
@@ -63,12 +63,6 @@ def hotline_env(redis_url: str, origins: list[str]) -> dict[str, str]:
     }
 
 
-async def media_node(page: Page) -> str:
-    """Where the console's media is ("" = the node its own socket is on)."""
-    node: str = await page.evaluate("() => document.body.dataset.mediaNode || ''")
-    return node
-
-
 def test_the_console_follows_the_calls_media_to_the_kiosks_node(
     browser_env: BrowserEnv, tmp_path: Path
 ) -> None:
@@ -79,7 +73,7 @@ def test_the_console_follows_the_calls_media_to_the_kiosks_node(
         admin = issue(settings, Role.ADMIN, "admin-1")
         async with AsyncExitStack() as stack:
             redis = stack.enter_context(redis_server())
-            kiosk_entry, console_entry = EntryProxy(), EntryProxy()
+            kiosk_entry, console_entry = TcpProxy(), TcpProxy()
             for entry in (kiosk_entry, console_entry):
                 await entry.start()
                 stack.push_async_callback(entry.close)
@@ -111,7 +105,7 @@ def test_the_console_follows_the_calls_media_to_the_kiosks_node(
             await type_code(kiosk, order_token(settings, "ord-200"))
             await connect_call(browser_env, kiosk, console, "ord-200")
             # the kiosk is on A, the console on B: its media went to A
-            assert await media_node(console) == a
+            assert await body_data(console, "mediaNode") == a
             await frames_advancing(console, "#remote")
             await frames_advancing(kiosk, "#remote")
             await browser_env.screenshot(kiosk, "1-kiosk-on-a")

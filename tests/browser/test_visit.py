@@ -19,6 +19,7 @@ from tests.browser.harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
     BrowserEnv,
+    TcpProxy,
     video_playing,
 )
 from tests.support import RunningServer, make_settings
@@ -175,64 +176,10 @@ def test_parent_waits_clinician_admits_both_see_video(
     browser_env.run(scenario())
 
 
-class DroppableProxy:
-    """A TCP proxy in front of the server: `drop()` cuts every connection and refuses new ones
-    until `restore()`, as a lost network would (the page's HTTP and socket.io go through it)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.down = False
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.down:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self.writers.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self.writers.discard(writer)
-            writer.close()
-
-    def drop(self) -> None:
-        self.down = True
-        for writer in list(self.writers):
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
-        self.writers.clear()
-
-    def restore(self) -> None:
-        self.down = False
-
-    async def close(self) -> None:
-        self.drop()
-        if self.server is not None:
-            self.server.close()
-
-
 @contextlib.asynccontextmanager
-async def proxy_to(server: RunningServer) -> AsyncIterator[DroppableProxy]:
+async def proxy_to(server: RunningServer) -> AsyncIterator[TcpProxy]:
     port = int(server.url.rsplit(":", 1)[1])
-    proxy = DroppableProxy(port)
+    proxy = TcpProxy([port])
     await proxy.start()
     try:
         yield proxy

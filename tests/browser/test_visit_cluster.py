@@ -17,12 +17,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from careline.signaling.identity import Role
-from tests.browser.harness import BrowserEnv, video_playing
+from tests.browser.harness import BrowserEnv, TcpProxy, body_data, video_playing
 from tests.browser.nodes import (
-    EntryProxy,
     json_request,
     live_nodes,
     node_env,
@@ -36,12 +35,6 @@ from tests.support import ServeProcess, careline_serve, issue, make_settings, re
 pytestmark = pytest.mark.redis
 
 
-async def visit_node(page: Page) -> str:
-    """The node the page's socket talks to ("" = the server it was loaded from)."""
-    node: str = await page.evaluate("() => document.body.dataset.visitNode || ''")
-    return node
-
-
 def test_pages_follow_the_visit_to_its_node_and_fail_over(
     browser_env: BrowserEnv, tmp_path: Path
 ) -> None:
@@ -51,7 +44,7 @@ def test_pages_follow_the_visit_to_its_node_and_fail_over(
         async with AsyncExitStack() as stack:
             redis = stack.enter_context(redis_server())
             assert same_netns(redis.process.pid)
-            entries = [EntryProxy(), EntryProxy()]
+            entries = [TcpProxy(), TcpProxy()]
             for entry in entries:
                 await entry.start()
                 stack.push_async_callback(entry.close)
@@ -96,7 +89,10 @@ def test_pages_follow_the_visit_to_its_node_and_fail_over(
             await video_playing(clinician, tile(ids["parent"]))
 
             # exactly one of them was sent to the other node, by its own URL (another origin)
-            moved = {"parent": await visit_node(parent), "clinician": await visit_node(clinician)}
+            moved = {
+                "parent": await body_data(parent, "visitNode"),
+                "clinician": await body_data(clinician, "visitNode"),
+            }
             assert sorted(moved.values()).count("") == 1, moved
             owner_url = moved["parent"] or moved["clinician"]
             assert owner_url in urls
@@ -131,7 +127,7 @@ def test_pages_follow_the_visit_to_its_node_and_fail_over(
             # the page that was on the dead node came back through its entry (its own origin)
             # and was sent to the survivor or is served by it through that entry
             for page in (parent, clinician):
-                assert await visit_node(page) in ("", survivor)
+                assert await body_data(page, "visitNode") in ("", survivor)
             assert recovered < 20, f"video back {recovered:.1f} s after the kill"
             await browser_env.screenshot(parent, "3-parent-after-failover")
             await browser_env.screenshot(clinician, "4-clinician-after-failover")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -214,3 +215,30 @@ async def new_thread(cluster: Cluster, sub: str) -> str:
     )
     thread_id: str = created["thread"]["thread_id"]
     return thread_id
+
+
+async def assert_stored_once(
+    cluster: Cluster, threads: dict[str, str], acked: dict[tuple[str, str], int]
+) -> dict[str, Counter[str]]:
+    """Each thread (family sub -> thread id) read back through node C: gap-free seqs, every
+    message stored once, every acknowledged one (thread, client_msg_id -> seq) with its acked
+    seq. The client_msg_ids stored, by thread id."""
+    stored_by_thread: dict[str, Counter[str]] = {}
+    for sub, thread_id in threads.items():
+        page = await cluster.rest(
+            "GET",
+            f"/api/threads/{thread_id}/messages?after_seq=0&limit=500",
+            on=2,
+            token=cluster.token(Role.PARENT, sub),
+        )
+        assert page["has_more"] is False
+        seqs = [m["seq"] for m in page["messages"]]
+        assert seqs == list(range(1, len(seqs) + 1)), "seqs have a gap"
+        stored = Counter(m["client_msg_id"] for m in page["messages"])
+        assert max(stored.values()) == 1, "a message is stored twice"
+        by_id = {m["client_msg_id"]: m["seq"] for m in page["messages"]}
+        for (acked_thread, client_msg_id), seq in acked.items():
+            if acked_thread == thread_id:
+                assert by_id.get(client_msg_id) == seq, client_msg_id
+        stored_by_thread[thread_id] = stored
+    return stored_by_thread

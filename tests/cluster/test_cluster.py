@@ -20,9 +20,18 @@ import socketio
 from careline.loadtest.clips import Clip
 from careline.loadtest.frame_sink import FrameCounter
 from careline.loadtest.hotline_client import HotlineClient
+from careline.loadtest.visit_client import VisitClient
 from careline.server.hotline_wiring import order_tokens
 from careline.signaling.identity import Role
-from tests.cluster.conftest import Cluster, in_call, new_thread, send, thread_socket, three_nodes
+from tests.cluster.conftest import (
+    Cluster,
+    assert_stored_once,
+    in_call,
+    new_thread,
+    send,
+    thread_socket,
+    three_nodes,
+)
 from tests.hotline.conftest import poll
 from tests.support import RedisServer, eventually
 
@@ -187,13 +196,7 @@ async def test_a_killed_owner_node_is_replaced_and_media_comes_back(
     assert doctor.url == parent.url != owner.url
     assert {j["state"] for j in joins} == {"admitted"}
 
-    for client in (doctor, parent):
-        client.frames = FrameCounter()
-    await asyncio.gather(doctor.start_media(), parent.start_media())
-    await asyncio.gather(
-        doctor.frames_from(ids["parent"], 5, within=MEDIA_BACK_WITHIN),
-        parent.frames_from(ids["clinician"], 5, within=MEDIA_BACK_WITHIN),
-    )
+    await media_back(doctor, parent, ids)
     media_after = time.monotonic() - killed_at
     print(f"\nfailover: re-placed after {replaced_after:.1f} s, media after {media_after:.1f} s")
     assert replaced_after < REPLACED_WITHIN
@@ -225,13 +228,7 @@ async def test_a_node_cut_off_longer_than_its_lease_hands_its_visit_to_the_new_o
         await doctor.move_to(new_owner)
         joined = await doctor.join(visit_id)
         assert joined["state"] == "admitted"  # no new admit
-        for client in (doctor, parent):
-            client.frames = FrameCounter()
-        await asyncio.gather(doctor.start_media(), parent.start_media())
-        await asyncio.gather(
-            doctor.frames_from(ids["parent"], 5, within=MEDIA_BACK_WITHIN),
-            parent.frames_from(ids["clinician"], 5, within=MEDIA_BACK_WITHIN),
-        )
+        await media_back(doctor, parent, ids)
         assert owner.process.returncode is None  # it lives on, holding nothing of the visit
 
 
@@ -295,23 +292,20 @@ async def test_no_chat_message_acknowledged_before_a_node_is_killed_is_lost(
         assert len(acked) == len(sockets) * PER_SENDER
         assert refused, "node A was killed after every send"
         assert set(refused) <= {"disconnected", "no_ack"}, refused
-        for sub, thread_id in threads.items():
-            page = await cluster.rest(
-                "GET",
-                f"/api/threads/{thread_id}/messages?after_seq=0&limit=500",
-                on=2,
-                token=cluster.token(Role.PARENT, sub),
-            )
-            assert page["has_more"] is False
-            seqs = [m["seq"] for m in page["messages"]]
-            assert seqs == list(range(1, len(seqs) + 1)), "seqs have a gap"
-            stored = Counter(m["client_msg_id"] for m in page["messages"])
-            assert max(stored.values()) == 1, "a message is stored twice"
-            assert len([m for m in stored if not m.startswith("system:")]) == 3 * PER_SENDER
-            by_id = {m["client_msg_id"]: m["seq"] for m in page["messages"]}
-            for (acked_thread, client_msg_id), seq in acked.items():
-                if acked_thread == thread_id:
-                    assert by_id.get(client_msg_id) == seq, client_msg_id
+        stored = await assert_stored_once(cluster, threads, acked)
+        for counted in stored.values():
+            assert len([m for m in counted if not m.startswith("system:")]) == 3 * PER_SENDER
+
+
+async def media_back(doctor: VisitClient, parent: VisitClient, ids: dict[str, str]) -> None:
+    """After a move: both start new media and get each other's frames again (counted anew)."""
+    for client in (doctor, parent):
+        client.frames = FrameCounter()
+    await asyncio.gather(doctor.start_media(), parent.start_media())
+    await asyncio.gather(
+        doctor.frames_from(ids["parent"], 5, within=MEDIA_BACK_WITHIN),
+        parent.frames_from(ids["clinician"], 5, within=MEDIA_BACK_WITHIN),
+    )
 
 
 async def _eventually_loaded(cluster: Cluster, url: str, within: float = 10.0) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from careline.loadtest.ice import restrict_host_addresses
 from careline.loadtest.visit_client import VisitClient
 from careline.signaling.identity import Role
 from tests.cluster.conftest import ORDER_SECRET, Cluster, create_visit, until_registered
-from tests.support import SECRET, careline_serve, free_port, make_settings
+from tests.support import SECRET, careline_serve, free_port, make_settings, wait_for_port
 
 pytestmark = [
     pytest.mark.redis,
@@ -87,26 +85,13 @@ def with_option(args: list[str], name: str, value: str) -> list[str]:
     return out
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start listening on {port}")
-
-
 @contextmanager
 def running(args: list[str], port: int, what: str, log: Path) -> Iterator[None]:
     """A child process that listens on `port` (TCP), terminated at the end."""
     with log.open("ab") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port, process, what)
+        wait_for_port(port, process, what, timeout=15)
         yield
     finally:
         process.terminate()

@@ -21,7 +21,15 @@ import pytest
 from careline.loadtest.clips import Clip
 from careline.loadtest.visit_client import VisitClient, VisitError
 from careline.signaling.identity import Role
-from tests.cluster.conftest import Cluster, in_call, new_thread, send, thread_socket, three_nodes
+from tests.cluster.conftest import (
+    Cluster,
+    assert_stored_once,
+    in_call,
+    new_thread,
+    send,
+    thread_socket,
+    three_nodes,
+)
 from tests.hotline.conftest import poll
 from tests.support import RedisServer, redis_server
 
@@ -216,19 +224,4 @@ async def test_no_acknowledged_message_is_lost_when_redis_is_killed_and_restarte
     assert len(acked) == len(senders) * PER_SENDER
     assert refused, "Redis was killed after every send"
     assert set(refused) <= {"store_unavailable", "no_ack"}, refused
-    for sub, thread_id in threads.items():
-        page = await cluster.rest(
-            "GET",
-            f"/api/threads/{thread_id}/messages?after_seq=0&limit=500",
-            on=2,
-            token=cluster.token(Role.PARENT, sub),
-        )
-        assert page["has_more"] is False
-        seqs = [m["seq"] for m in page["messages"]]
-        assert seqs == list(range(1, len(seqs) + 1)), "seqs have a gap"
-        stored = Counter(m["client_msg_id"] for m in page["messages"])
-        assert max(stored.values()) == 1, "a message is stored twice"
-        by_id = {m["client_msg_id"]: m["seq"] for m in page["messages"]}
-        for (acked_thread, client_msg_id), seq in acked.items():
-            if acked_thread == thread_id:
-                assert by_id.get(client_msg_id) == seq, client_msg_id
+    await assert_stored_once(cluster, threads, acked)
