@@ -243,4 +243,5 @@ async def _close_sockets(app: web.Application) -> None:
     for namespace in sio.namespace_handlers.values():
         if isinstance(namespace, EdgeNamespace):
             await namespace.close()
+    await sio.cancel_events()
     await sio.shutdown()

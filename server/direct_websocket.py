@@ -5,15 +5,18 @@ one (a task and a timer per wake-up, and a pass of the event loop before the fra
 Once a connection is a websocket, `DirectWebSocket` writes a packet from `send` itself when
 nothing is queued ahead of it, and queues it as before otherwise, so packets keep their order.
 A connection opened on the websocket (not upgraded from long-polling) also reads without a task
-and a timer per packet. It relies on engine.io 4's AsyncSocket internals;
-`direct_sockets_supported()` checks them, and without them sockets stay engine.io's own.
+and a timer per packet. On every transport a message goes to `on_message` (the socket.io server's
+event fast path) before engine.io's own dispatch, which would start a task per message. It relies on
+engine.io 4's AsyncSocket internals; `direct_sockets_supported()` checks them, and without them
+sockets stay engine.io's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import engineio
@@ -51,8 +54,12 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
     """
 
     _direct: Any = None  # engine.io's websocket wrapper while the websocket handler runs
+    _send_bytes: Callable[[bytes], Coroutine[Any, Any, None]] | None = None  # its binary send
     _writer_busy = False  # the writer took packets off the queue and is sending them
     _writing: asyncio.Task[None] | None = None  # a direct write waiting for flow control
+    #: Takes a message read from the websocket (engine.io sid, data) and returns whether it
+    #: handled it; None, or False returned: engine.io's own dispatch (a task per message).
+    on_message: Callable[[str, Any], bool] | None = None
 
     async def send(self, pkt: eio_packet.Packet) -> None:
         """Send a packet to the client: at once when nothing is ahead of it, else queued."""
@@ -65,7 +72,29 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
         if self._writer_busy or self._writing is not None or not self.queue.empty():
             await self.queue.put(pkt)
             return
-        sending: Coroutine[Any, Any, None] = ws.send(pkt.encode())
+        self._write(ws.send(pkt.encode()))
+
+    def send_now(self, data: bytes) -> bool:
+        """Write a binary message at once without a coroutine of its own, when `send` would
+        write it directly; False: the caller must `await send(...)` (not a websocket yet,
+        something queued, a write waiting for flow control, or a ping overdue). A closed
+        socket drops it (True), as `send` does."""
+        send_bytes = self._send_bytes
+        if send_bytes is None or not self.upgraded or self.upgrading:
+            return False
+        if self.closed:
+            return True
+        last_ping = self.last_ping
+        if last_ping and time.time() - last_ping > self.server.ping_timeout:
+            return False  # `send` closes the socket
+        if self._writer_busy or self._writing is not None or not self.queue.empty():
+            return False
+        self._write(send_bytes(data))
+        return True
+
+    def _write(self, sending: Coroutine[Any, Any, None]) -> None:
+        """Run a websocket write until it completes or waits for flow control; a write that
+        waits finishes in a task that later packets queue behind."""
         try:
             waiting = sending.send(None)
         except StopIteration:
@@ -76,6 +105,18 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
             return
         self._writing = asyncio.get_running_loop().create_task(_finish(sending, waiting))
         self._writing.add_done_callback(self._written)
+
+    async def receive(self, pkt: eio_packet.Packet) -> None:
+        """A packet from the client (long-polling, or a websocket upgraded from it): a message
+        goes to `on_message` first."""
+        on_message = self.on_message
+        if (
+            on_message is not None
+            and pkt.packet_type == eio_packet.MESSAGE
+            and on_message(self.sid, pkt.data)
+        ):
+            return
+        await super().receive(pkt)
 
     async def _serve_websocket(self, ws: Any) -> None:
         """engine.io's loop for a connection opened on the websocket, reading without a task and
@@ -115,6 +156,13 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
                 except ValueError:
                     log.info("engine.io socket %s: undecodable frame, closing", self.sid)
                     break
+                on_message = self.on_message
+                if (
+                    on_message is not None
+                    and pkt.packet_type == eio_packet.MESSAGE
+                    and on_message(self.sid, pkt.data)
+                ):
+                    continue
                 try:
                     await self.receive(pkt)
                 except eio_exceptions.UnknownPacketError:
@@ -173,6 +221,9 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
 
     async def _websocket_handler(self, ws: Any) -> None:
         self._direct = ws
+        # aiohttp's WebSocketResponse.send_bytes, without engine.io's wrapper (which inspects
+        # its target on every call); any other websocket: the wrapper's send.
+        self._send_bytes = getattr(getattr(ws, "_sock", None), "send_bytes", None) or ws.send
         try:
             if self.connected:
                 # An upgrade from long-polling: engine.io's own probe handshake and loop.
@@ -181,6 +232,7 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
                 await self._serve_websocket(ws)
         finally:
             self._direct = None
+            self._send_bytes = None
             writing, self._writing = self._writing, None
             if writing is not None:
                 writing.cancel()

@@ -76,6 +76,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Children of the labelled metrics counted on every event and message, by label values
+        # (bounded sets: event names and outcome codes, entry kinds): `labels()` checks and
+        # locks on every call.
+        self._handled: dict[tuple[str, str], Counter] = {}
+        self._entries: dict[tuple[str, bool], Counter] = {}
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
@@ -95,12 +101,19 @@ class Metrics:
 
     def handled(self, event: str, outcome: str) -> None:
         """Count a handled event."""
-        self.events.labels(event, outcome).inc()
+        child = self._handled.get((event, outcome))
+        if child is None:
+            child = self._handled[event, outcome] = self.events.labels(event, outcome)
+        child.inc()
 
     # ThreadObserver
     def message_stored(self, kind: str, duplicate: bool, seconds: float) -> None:
         """Count a stored (or deduplicated) timeline entry and its store latency."""
-        self.thread_entries.labels(kind, "duplicate" if duplicate else "stored").inc()
+        child = self._entries.get((kind, duplicate))
+        if child is None:
+            child = self.thread_entries.labels(kind, "duplicate" if duplicate else "stored")
+            self._entries[kind, duplicate] = child
+        child.inc()
         self.thread_store_seconds.observe(seconds)
 
     def purged(self, threads: int, attachments: int) -> None:

@@ -8,11 +8,17 @@ python-socketio's emit to a room starts a task per recipient and waits for all o
 single-node server (no client manager queue) an emit here encodes the packet once and hands it
 to each recipient's engine.io socket in turn: same packets, same order.
 
-Connections that became websockets write through `DirectWebSocket` (direct_websocket.py).
+Connections that became websockets write through `DirectWebSocket` (direct_websocket.py), and
+the events they send take a fast path: python-socketio starts a task per message in engine.io,
+decodes the packet, logs, looks the handler up and starts another task per event; here an EVENT
+from any transport is decoded by msgspec and its namespace's handler runs in one task, whose
+ack is encoded once and written straight to the websocket (queued, on long-polling). Other
+packets (connects, disconnects, acks from clients) go python-socketio's way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +42,18 @@ class UndecodablePacket(ValueError):
 _ENCODER = msgspec.msgpack.Encoder()
 #: packet types whose data may be absent (socket.io v5)
 _NO_DATA_TYPES = frozenset({sio_packet.CONNECT, sio_packet.DISCONNECT})
+
+
+class _InboundPacket(msgspec.Struct):
+    """The keys of a socket.io msgpack packet the event fast path reads."""
+
+    type: int
+    nsp: str
+    data: Any = None
+    id: int | None = None
+
+
+_DECODER = msgspec.msgpack.Decoder(_InboundPacket)
 
 
 class StrictMsgPackPacket(MsgPackPacket):  # type: ignore[misc]
@@ -106,12 +124,88 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._direct_sockets = direct_sockets_supported()
         if not self._direct_sockets:
             log.warning("engine.io internals changed: sockets write through their queue")
+        self._events: set[asyncio.Task[None]] = set()
+        self.direct_events = 0  # events that took the fast path
 
     async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> None:
         sock = self.eio.sockets.get(eio_sid)
         if self._direct_sockets and type(sock) is AsyncSocket:
             sock.__class__ = DirectWebSocket
+            sock.on_message = self._direct_message
         await super()._handle_eio_connect(eio_sid, environ)
+
+    def _direct_message(self, eio_sid: str, data: Any) -> bool:
+        """The event fast path: start the handler of an EVENT packet in one task and return
+        True; False leaves the message to python-socketio (any other packet, or one this path
+        cannot read: python-socketio then decodes it, or drops its client, as before)."""
+        if not isinstance(data, bytes) or eio_sid in self._binary_packet:
+            return False
+        try:
+            pkt = _DECODER.decode(data)
+        except msgspec.DecodeError:
+            return False
+        args = pkt.data
+        namespace = pkt.nsp or "/"
+        if (
+            pkt.type != sio_packet.EVENT
+            or type(args) is not list
+            or not args
+            or type(args[0]) is not str
+            or self.handlers.get(namespace)
+        ):
+            return False
+        handler = self.namespace_handlers.get(namespace)
+        if handler is None:
+            return False
+        manager = self.manager
+        sid = manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not manager.is_connected(sid, namespace):
+            return True  # python-socketio drops it too
+        task = asyncio.get_running_loop().create_task(
+            self._run_event(handler, sid, eio_sid, namespace, pkt.id, args)
+        )
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+        self.direct_events += 1
+        return True
+
+    async def _run_event(
+        self,
+        handler: Any,
+        sid: str,
+        eio_sid: str,
+        namespace: str,
+        ack_id: int | None,
+        args: list[Any],
+    ) -> None:
+        """Run one event's namespace handler and send its ack (python-socketio's shapes)."""
+        try:
+            reply = await handler.trigger_event(args[0], sid, *args[1:])
+        except Exception:
+            log.exception("event handler of namespace %s failed", namespace)
+            return
+        if ack_id is None or reply is self.not_handled:
+            return
+        data = [] if reply is None else list(reply) if isinstance(reply, tuple) else [reply]
+        encoded = _ENCODER.encode(
+            {"type": sio_packet.ACK, "nsp": namespace, "data": data, "id": ack_id}
+        )
+        await self._send_encoded(eio_sid, encoded)
+
+    async def _send_encoded(self, eio_sid: str, encoded: bytes) -> None:
+        """Send an encoded socket.io packet: written at once when the socket can, else queued."""
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is None:
+            return
+        if type(sock) is DirectWebSocket and sock.send_now(encoded):
+            return
+        await sock.send(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+
+    async def cancel_events(self) -> None:
+        """Cancel the handlers of events still running (at shutdown, after the namespaces)."""
+        for task in list(self._events):
+            task.cancel()
+        await asyncio.gather(*self._events, return_exceptions=True)
 
     async def emit(
         self,
@@ -138,18 +232,13 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         if namespace not in manager.rooms:
             return
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-        encoded = self.packet_class(
-            sio_packet.EVENT, namespace=namespace, data=[event, *args]
-        ).encode()
-        frames = [
-            eio_packet.Packet(eio_packet.MESSAGE, part)
-            for part in (encoded if isinstance(encoded, list) else [encoded])
-        ]
+        encoded = _ENCODER.encode(
+            {"type": sio_packet.EVENT, "nsp": namespace, "data": [event, *args]}
+        )
         skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         for sid, eio_sid in manager.get_participants(namespace, to or room):
             if sid not in skipped:
-                for frame in frames:
-                    await self._send_eio_packet(eio_sid, frame)
+                await self._send_encoded(eio_sid, encoded)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
