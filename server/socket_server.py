@@ -226,6 +226,7 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         """
         manager = self.manager
         if callback is not None or type(manager) is not socketio.AsyncManager:
+            data = msgspec.to_builtins(data)  # a queue-backed manager may pickle it
             await super().emit(event, data, to, room, skip_sid, namespace, callback, ignore_queue)
             return
         namespace = namespace or "/"

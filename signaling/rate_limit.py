@@ -50,16 +50,18 @@ class RateLimiter:
     def try_take(self, key: str, cost: float = 1.0) -> float:
         """Take `cost` tokens from `key`'s bucket; 0.0 if done, else seconds until it could."""
         now = self._clock()
-        bucket = self._buckets.pop(key, None)
+        buckets = self._buckets
+        bucket = buckets.get(key)
         if bucket is None:
-            bucket = _Bucket(self._burst, now)
+            bucket = buckets[key] = _Bucket(self._burst, now)
+            while len(buckets) > self._max_keys:
+                buckets.popitem(last=False)
         else:
-            elapsed = max(0.0, now - bucket.stamp)
-            bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._rate)
+            buckets.move_to_end(key)
+            elapsed = now - bucket.stamp
+            if elapsed > 0.0:
+                bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._rate)
             bucket.stamp = now
-        self._buckets[key] = bucket
-        while len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
         if bucket.tokens >= cost:
             bucket.tokens -= cost
             return 0.0

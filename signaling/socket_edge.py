@@ -39,8 +39,8 @@ class Route:
 
 
 def ok(data: Any = None) -> dict[str, Any]:
-    """A success ack; Structs and dataclasses become plain msgpack-able values."""
-    return {"ok": True, "data": msgspec.to_builtins(data)}
+    """A success ack. Structs stay Structs: the socket.io server encodes packets with msgspec."""
+    return {"ok": True, "data": data}
 
 
 def error(exc: SignalingError) -> dict[str, Any]:
@@ -118,7 +118,7 @@ class EdgeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         sid, payload = args[0], (args[1] if len(args) > 1 else None)
         reply = await self._dispatch(event, sid, payload)
         if tap is not None:
-            tap.handled(self.namespace, sid, event, payload, reply)
+            tap.handled(self.namespace, sid, event, payload, msgspec.to_builtins(reply))
         return reply
 
     async def joined(self, sid: str, principal: Principal) -> None:

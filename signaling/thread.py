@@ -9,6 +9,7 @@ its writer transaction; Redis runs the same checks in Lua and maps its refusals 
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
@@ -320,19 +321,25 @@ def require_visible(principal: Principal, thread: Thread | None) -> Thread:
 
 def message_change(principal: Principal) -> Change:
     """The guard of a family member's or the assigned clinician's message (or edit)."""
-    if principal.role is Role.PARENT:
+    if principal.role is Role.PARENT or principal.role is Role.CLINICIAN:
+        return _message_change(principal.role, principal.sub)
+    raise Forbidden("only the family and the assigned clinician write", code="thread.forbidden")
+
+
+@functools.lru_cache(maxsize=4096)
+def _message_change(role: Role, sub: str) -> Change:
+    """The same (immutable) guard for every message of one writer."""
+    if role is Role.PARENT:
         return Change(
             allowed=WRITABLE,
-            family=principal.sub,
+            family=sub,
             moves=((ThreadState.ANSWERED, ThreadState.ASSIGNED),),
         )
-    if principal.role is Role.CLINICIAN:
-        return Change(
-            allowed=frozenset({ThreadState.ASSIGNED, ThreadState.ANSWERED}),
-            assignee=principal.sub,
-            moves=((ThreadState.ASSIGNED, ThreadState.ANSWERED),),
-        )
-    raise Forbidden("only the family and the assigned clinician write", code="thread.forbidden")
+    return Change(
+        allowed=frozenset({ThreadState.ASSIGNED, ThreadState.ANSWERED}),
+        assignee=sub,
+        moves=((ThreadState.ASSIGNED, ThreadState.ANSWERED),),
+    )
 
 
 def assign_change(principal: Principal, thread: Thread, assignee: str | None) -> Change:

@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from careline.signaling.identity import Authenticator, Principal
 from careline.signaling.observer import SignalingObserver
 from careline.signaling.socket_edge import EdgeNamespace, Route
@@ -77,9 +75,11 @@ class ThreadNamespace(EdgeNamespace):
         skip_sid: str | None = None,
         **kw: Any,
     ) -> None:
-        """Send to socket ids or rooms of this namespace (ThreadChannel); views become plain
-        msgpack-able values once, whatever the number of recipients."""
-        await super().emit(event, msgspec.to_builtins(data), to=to, skip_sid=skip_sid, **kw)
+        """Send to socket ids or rooms of this namespace (ThreadChannel). Views stay Structs:
+        the server encodes them with msgspec, once whatever the number of recipients."""
+        await self.server.emit(
+            event, data, to=to, skip_sid=skip_sid, namespace=self.namespace, **kw
+        )
 
     async def joined(self, sid: str, principal: Principal) -> None:
         """Enter the rooms whose pushes this socket gets."""
