@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from careline.server import __version__
+from careline.server.metric_counts import LabelCounter, PlainHistogram
 
 
 class Metrics:
@@ -43,7 +44,7 @@ class Metrics:
             ["namespace", "code"],
             registry=self.registry,
         )
-        self.events = Counter(
+        self.events = LabelCounter(
             "careline_socket_events",
             "Handled socket.io events by event name and outcome (ok or an error code)",
             ["event", "outcome"],
@@ -56,14 +57,14 @@ class Metrics:
             registry=self.registry,
         )
 
-        self.thread_entries = Counter(
+        self.thread_entries = LabelCounter(
             "careline_thread_entries",
             "Thread timeline entries by kind (message, system, edit, delete) and outcome "
             "(stored, duplicate)",
             ["kind", "outcome"],
             registry=self.registry,
         )
-        self.thread_store_seconds = Histogram(
+        self.thread_store_seconds = PlainHistogram(
             "careline_thread_store_seconds",
             "Time from a thread write to its durable acknowledgement by the store",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
@@ -75,12 +76,6 @@ class Metrics:
             ["what"],
             registry=self.registry,
         )
-
-        # Children of the labelled metrics counted on every event and message, by label values
-        # (bounded sets: event names and outcome codes, entry kinds): `labels()` checks and
-        # locks on every call.
-        self._handled: dict[tuple[str, str], Counter] = {}
-        self._entries: dict[tuple[str, bool], Counter] = {}
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -101,19 +96,12 @@ class Metrics:
 
     def handled(self, event: str, outcome: str) -> None:
         """Count a handled event."""
-        child = self._handled.get((event, outcome))
-        if child is None:
-            child = self._handled[event, outcome] = self.events.labels(event, outcome)
-        child.inc()
+        self.events.inc((event, outcome))
 
     # ThreadObserver
     def message_stored(self, kind: str, duplicate: bool, seconds: float) -> None:
         """Count a stored (or deduplicated) timeline entry and its store latency."""
-        child = self._entries.get((kind, duplicate))
-        if child is None:
-            child = self.thread_entries.labels(kind, "duplicate" if duplicate else "stored")
-            self._entries[kind, duplicate] = child
-        child.inc()
+        self.thread_entries.inc((kind, "duplicate" if duplicate else "stored"))
         self.thread_store_seconds.observe(seconds)
 
     def purged(self, threads: int, attachments: int) -> None:
