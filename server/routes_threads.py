@@ -20,6 +20,7 @@ from careline.signaling.schemas import OPAQUE_ID_PATTERN, Schema, parse
 from careline.signaling.thread_namespace import message_page, outcome_reply, sent_reply
 from careline.signaling.thread_schemas import (
     AssignRequest,
+    AuditTrail,
     CreatedThread,
     CreateThreadRequest,
     DeleteRequest,
@@ -29,13 +30,15 @@ from careline.signaling.thread_schemas import (
     SendRequest,
     ThreadList,
 )
-from careline.signaling.thread_views import attachment_view, summary_view
+from careline.signaling.thread_views import attachment_view, audit_entry_view, summary_view
 
 routes = web.RouteTableDef()
 
 S = TypeVar("S", bound=Schema)
 _OPAQUE = re.compile(OPAQUE_ID_PATTERN)
 _CHUNK = 64 * 1024
+#: Most audit records one `GET /api/threads/{id}/audit` returns.
+_MAX_AUDIT_PAGE = 1000
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
@@ -123,6 +126,20 @@ async def get_thread(request: web.Request) -> web.Response:
     """One thread with the caller's read horizon."""
     principal = await require_principal(request)
     return _json(summary_view(await request.app[THREADS].get(principal, _thread_id(request))))
+
+
+@routes.get("/api/threads/{thread_id}/audit")
+async def audit_trail(request: web.Request) -> web.Response:
+    """The thread's audit trail (opaque ids only), for admins and the clinicians who see it."""
+    principal = await require_principal(request)
+    after = _int(request, "after_seq", 0, 0, 2**62)
+    limit = _int(request, "limit", 100, 1, 2**31)
+    assert after is not None
+    assert limit is not None
+    events = await request.app[THREADS].audit_trail(
+        principal, _thread_id(request), after_seq=after, limit=min(limit, _MAX_AUDIT_PAGE)
+    )
+    return _json(AuditTrail(events=[audit_entry_view(e) for e in events]))
 
 
 @routes.get("/api/threads/{thread_id}/messages")

@@ -29,7 +29,7 @@ from careline.signaling.errors import (
 )
 from careline.signaling.identity import Principal, Role
 from careline.signaling.rate_limit import RateLimiter
-from careline.signaling.stores import AuditStore, AuditValue
+from careline.signaling.stores import AuditEvent, AuditStore, AuditValue
 from careline.signaling.thread import (
     WRITABLE,
     Appended,
@@ -605,6 +605,24 @@ class ThreadService:
                 f"texts are limited to {self._limits.max_text_bytes} bytes (UTF-8)",
                 code="thread.text_too_large",
             )
+
+    async def audit_trail(
+        self, principal: Principal, thread_id: str, after_seq: int = 0, limit: int = 100
+    ) -> Sequence[AuditEvent]:
+        """The thread's audit trail, oldest first: for admins (also once the thread is purged)
+        and for the clinicians who see the thread; its family gets Forbidden."""
+        check_scope(principal, thread_id)
+        if principal.role is Role.ADMIN:
+            events = await self._audit.list(thread_id, after_seq=after_seq, limit=limit)
+            if not events and await self._store.get(thread_id) is None:
+                raise NotFound("no such thread", code="thread.not_found")
+            return events
+        await self._visible(principal, thread_id)
+        if principal.role is not Role.CLINICIAN:
+            raise Forbidden(
+                "only clinicians and admins see a thread's audit trail", code="thread.forbidden"
+            )
+        return await self._audit.list(thread_id, after_seq=after_seq, limit=limit)
 
     async def _visible(self, principal: Principal, thread_id: str) -> Thread:
         check_scope(principal, thread_id)

@@ -145,3 +145,57 @@ async def test_attachments_go_only_to_the_threads_readers(world: World) -> None:
     assert status == 404
     status, _, _, _ = await doctor.raw(f"/api/threads/{thread_id}/attachments/a-nope")
     assert status == 404
+
+
+async def test_audit_trail_for_clinicians_and_admins(world: World) -> None:
+    thread_id = await world.open_thread("fam-1")
+    base = f"/api/threads/{thread_id}"
+    doctor, parent = world.api(Role.CLINICIAN, "doc-1"), world.api(Role.PARENT, "fam-1")
+    status, _ = await doctor.request("POST", base + "/assign")
+    assert status == 200
+    status, sent = await parent.request(
+        "POST", base + "/messages", json={"client_msg_id": "m-1", "text": "a private text"}
+    )
+    assert status == 201
+    seq = sent["message"]["seq"]
+    status, _ = await parent.request(
+        "POST", f"{base}/messages/{seq}/edit", json={"client_msg_id": "e-1", "text": "new text"}
+    )
+    assert status == 201
+    status, _ = await doctor.request("POST", base + "/close")
+    assert status == 200
+
+    status, trail = await doctor.request("GET", base + "/audit")
+    assert status == 200
+    events = trail["events"]
+    assert [e["action"] for e in events] == [
+        "thread_opened",
+        "thread_assigned",
+        "message_edited",
+        "thread_closed",
+    ]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert [e["actor"] for e in events] == ["fam-1", "doc-1", "fam-1", "doc-1"]
+    assert events[2]["detail"]["seq"] == seq
+    assert "text" not in str(trail)  # ids, times and numbers only: no message text
+    status, page = await doctor.request("GET", base + "/audit?after_seq=1&limit=2")
+    assert (status, [e["seq"] for e in page["events"]]) == (200, [2, 3])
+    status, as_admin = await world.api(Role.ADMIN, "adm-1").request("GET", base + "/audit")
+    assert (status, as_admin) == (200, trail)
+
+    for role, sub, expected in (
+        (Role.PARENT, "fam-1", (403, "thread.forbidden")),  # its own thread, not its audit
+        (Role.PARENT, "fam-2", (404, "thread.not_found")),
+        (Role.CLINICIAN, "doc-2", (404, "thread.not_found")),  # assigned to someone else
+        (Role.PHARMACIST, "ph-1", (403, "thread.forbidden")),
+        (Role.KIOSK, "k-1", (403, "thread.forbidden")),
+    ):
+        status, body = await world.api(role, sub).request("GET", base + "/audit")
+        assert (status, body["error"]["code"]) == expected, (role, sub)
+    for query in ("after_seq=-1", "limit=0", "limit=many"):
+        status, body = await doctor.request("GET", f"{base}/audit?{query}")
+        assert (status, body["error"]["code"]) == (400, "invalid_payload"), query
+    status, body = await world.api(Role.ADMIN, "adm-1").request(
+        "GET", "/api/threads/no-such-thread/audit"
+    )
+    assert (status, body["error"]["code"]) == (404, "thread.not_found")

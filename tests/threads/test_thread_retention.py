@@ -47,6 +47,11 @@ async def test_purge_on_demand_and_on_schedule(make_world: WorldFactory) -> None
         assert body == {"purged_threads": 1, "purged_attachments": 1}
         status, _ = await admin.request("GET", f"/api/threads/{first}")
         assert status == 404
+        # The audit trail outlives the thread, for admins: ids and times of what happened.
+        status, trail = await admin.request("GET", f"/api/threads/{first}/audit")
+        assert status == 200
+        assert trail["events"][0]["action"] == "thread_opened"
+        assert trail["events"][-1]["action"] == "thread_purged"
         status, _, _, _ = await admin.raw(url)
         assert status == 404
         assert not any(p.is_file() for p in blobs.rglob("*"))
