@@ -226,7 +226,10 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         """
         manager = self.manager
         if callback is not None or type(manager) is not socketio.AsyncManager:
-            data = msgspec.to_builtins(data)  # a queue-backed manager may pickle it
+            # Plain values for msgpack-python and a queue-backed manager; a tuple stays a tuple
+            # (python-socketio sends its items as separate arguments).
+            plain = msgspec.to_builtins(data)
+            data = tuple(plain) if isinstance(data, tuple) else plain
             await super().emit(event, data, to, room, skip_sid, namespace, callback, ignore_queue)
             return
         namespace = namespace or "/"

@@ -160,3 +160,32 @@ async def test_raw_events_outside_the_fast_path_behave_as_before(server: Running
         await ws.send_bytes(encode({"type": 2, "nsp": "/", "data": ["session.whoami"], "id": 8}))
         assert (await next_packet())["id"] == 8
         assert sio.direct_events == before + 3
+
+
+class _Point(msgspec.Struct):
+    x: int
+    y: int
+
+
+async def test_an_emit_with_a_callback_takes_python_socketios_path(server: RunningServer) -> None:
+    """Structs become plain values there too, and a tuple still means several arguments."""
+    sio = server.app[SIO]
+    client = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    seen: list[Any] = []
+
+    def pair(first: Any, second: Any) -> str:
+        seen.append((first, second))
+        return "got it"
+
+    client.on("test.pair", pair)
+    await client.connect(
+        server.url, auth={"token": server.token(Role.PARENT, "p-1")}, transports=["websocket"]
+    )
+    try:
+        [sid] = [s for s in sio.manager.rooms["/"] if s is not None]
+        answers: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        await sio.emit("test.pair", (_Point(x=1, y=2), "b"), to=sid, callback=answers.put_nowait)
+        assert await asyncio.wait_for(answers.get(), 5) == "got it"
+        assert seen == [({"x": 1, "y": 2}, "b")]
+    finally:
+        await client.disconnect()
