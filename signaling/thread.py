@@ -13,9 +13,10 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import msgpack
+import msgspec
 
 from careline.signaling.errors import Conflict, Forbidden, InvalidPayload, NotFound
 from careline.signaling.identity import Principal, Role
@@ -62,8 +63,7 @@ WRITABLE = frozenset({_T.OPEN, _T.ASSIGNED, _T.ANSWERED})
 THREAD_ROLES = frozenset({Role.PARENT, Role.CLINICIAN, Role.ADMIN})
 
 
-@dataclass(frozen=True, slots=True)
-class Thread:
+class Thread(msgspec.Struct, frozen=True):
     """A message visit of one family (parent sub) about one patient (opaque reference).
 
     `last_seq` is the seq of the newest timeline entry; `version` increases with every change
@@ -83,8 +83,7 @@ class Thread:
     version: int
 
 
-@dataclass(frozen=True, slots=True)
-class AttachmentRef:
+class AttachmentRef(msgspec.Struct, frozen=True):
     """An attachment as a message carries it: opaque id, type found by content, size."""
 
     attachment_id: str
@@ -114,8 +113,7 @@ class Attachment:
         return AttachmentRef(self.attachment_id, self.content_type, self.size)
 
 
-@dataclass(frozen=True, slots=True)
-class MessageDraft:
+class MessageDraft(msgspec.Struct, frozen=True):
     """A timeline entry before the store gives it a seq.
 
     For EDIT, `text` is the new text of the target (the stub itself keeps none); for MESSAGE,
@@ -134,15 +132,15 @@ class MessageDraft:
     subject: str | None = None
     target_seq: int | None = None
 
-    #: What a retry with the same client_msg_id must match (never the time); computed once.
-    fingerprint: str = field(init=False, compare=False, repr=False)
+    #: What a retry with the same client_msg_id must match (never the time); computed from the
+    #: other fields when the draft is made (never pass it).
+    fingerprint: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fingerprint", fingerprint(self))
+        msgspec.structs.force_setattr(self, "fingerprint", fingerprint(self))
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(msgspec.Struct, frozen=True):
     """A stored timeline entry. Edited and deleted messages show their latest version only."""
 
     thread_id: str
@@ -181,8 +179,7 @@ class Change:
     assign_to: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Appended:
+class Appended(msgspec.Struct, frozen=True):
     """What an append returns: the entry, the thread after it, and whether it was a retry."""
 
     message: Message
@@ -449,7 +446,7 @@ def apply_change(thread: Thread, change: Change, seq: int, at: float) -> Thread:
     state = dict(change.moves).get(thread.state, thread.state)
     assigned_to = change.assign_to if change.assign_to is not None else thread.assigned_to
     changed = state is not thread.state or assigned_to != thread.assigned_to
-    return replace(
+    return msgspec.structs.replace(
         thread,
         state=state,
         assigned_to=assigned_to,
@@ -515,7 +512,7 @@ def check_target(target: Message | None, draft: MessageDraft) -> Message:
 def revise(target: Message, draft: MessageDraft) -> Message:
     """The target after an edit (new text, next version) or a deletion (emptied)."""
     if draft.kind is MessageKind.DELETE:
-        return replace(
+        return msgspec.structs.replace(
             target,
             text="",
             attachments=(),
@@ -523,7 +520,9 @@ def revise(target: Message, draft: MessageDraft) -> Message:
             edited_at=draft.created_at,
             deleted=True,
         )
-    return replace(target, text=draft.text, version=target.version + 1, edited_at=draft.created_at)
+    return msgspec.structs.replace(
+        target, text=draft.text, version=target.version + 1, edited_at=draft.created_at
+    )
 
 
 def stored_message(draft: MessageDraft, seq: int, attachments: Sequence[AttachmentRef]) -> Message:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from careline.signaling.attachment import content_type_of
 from careline.signaling.errors import (
     Conflict,
@@ -230,7 +232,7 @@ class ThreadService:
             version=1,
         )
         opened = self._system(principal, thread.thread_id, SystemEvent.OPENED, now)
-        opened = dataclasses.replace(opened, client_msg_id="system:opened")
+        opened = msgspec.structs.replace(opened, client_msg_id="system:opened")
         stored, created = await self._store.create(thread, opened)
         if created:
             await self._record(stored.thread_id, principal, "thread_opened", {})
@@ -423,7 +425,7 @@ class ThreadService:
 
         def plan(thread: Thread) -> tuple[Change, SystemEvent, str | None] | None:
             if thread.state is ThreadState.CLOSED:
-                close_change(principal, dataclasses.replace(thread, state=ThreadState.ANSWERED))
+                close_change(principal, msgspec.structs.replace(thread, state=ThreadState.ANSWERED))
                 return None
             return close_change(principal, thread), SystemEvent.CLOSED, None
 

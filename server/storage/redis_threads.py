@@ -9,10 +9,10 @@ the key layout. Durability depends on the server's AOF settings (docs/configurat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import msgpack
+import msgspec
 import redis.asyncio as aioredis
 
 from careline.server.storage import redis_thread_scripts as lua
@@ -98,7 +98,7 @@ class RedisThreadStore:
                 ],
             )
         if reply == 1:
-            return replace(thread, last_seq=1), True
+            return msgspec.structs.replace(thread, last_seq=1), True
         family, patient = (_text(v) for v in reply)
         if (family, patient) != (thread.family_sub, thread.patient_ref):
             raise duplicate_mismatch()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
+
+import msgspec
 
 from careline.server.storage.sqlite_database import SqliteDatabase
 from careline.server.storage.sqlite_thread_appends import ThreadAppends
@@ -70,7 +71,7 @@ class SqliteThreadStore:
                 ):
                     raise duplicate_mismatch()
                 return existing, False
-            stored = replace(thread, last_seq=1)
+            stored = msgspec.structs.replace(thread, last_seq=1)
             conn.execute(INSERT_THREAD, thread_values(stored))
             insert_message(conn, stored_message(opened, 1, ()))
             raise_horizon(conn, thread.thread_id, opened.sender, 1)

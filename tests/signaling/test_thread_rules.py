@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+import msgspec
 import pytest
 
 from careline.signaling.errors import SignalingError
@@ -68,7 +67,7 @@ def thread(
         last_seq=5,
         version=3,
     )
-    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+    return msgspec.structs.replace(base, **kw)
 
 
 def code_of(work: object, *args: object) -> str:
@@ -221,7 +220,7 @@ def _draft(**kw: object) -> MessageDraft:
         created_at=1.0,
         text="hello",
     )
-    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+    return msgspec.structs.replace(base, **kw)
 
 
 def test_fingerprints_cover_content_not_time() -> None:
@@ -257,7 +256,7 @@ def test_edits_and_deletions_revise_the_target() -> None:
     codes = [
         target_refusal(None, edit),
         target_refusal(target, _draft(kind=MessageKind.EDIT, sender="x", target_seq=3)),
-        target_refusal(dataclasses.replace(target, kind=MessageKind.SYSTEM), edit),
+        target_refusal(msgspec.structs.replace(target, kind=MessageKind.SYSTEM), edit),
         target_refusal(deleted, edit),
     ]
     assert [getattr(c, "code", None) for c in codes] == [
