@@ -10,9 +10,9 @@ from aiohttp import web
 
 from careline.server.app_keys import HOTLINE, KIOSKS, SETTINGS, STORAGE, TOKENS
 from careline.server.http_edge import require_principal
+from careline.signaling.audit_view import audit_event_view
 from careline.signaling.errors import InvalidPayload, NotFound
 from careline.signaling.hotline_schemas import (
-    CallEventView,
     CallRecordView,
     KioskTokenReply,
     KioskTokenRequest,
@@ -143,11 +143,6 @@ async def call_record(request: web.Request) -> web.Response:
         CallRecordView(
             call=call_view(call, as_kiosk=False),
             offers=call.offers,
-            events=[
-                CallEventView(
-                    seq=e.seq, at=e.at, actor=e.actor, action=e.action, detail=dict(e.detail)
-                )
-                for e in events
-            ],
+            events=[audit_event_view(e) for e in events],
         )
     )

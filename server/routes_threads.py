@@ -15,12 +15,12 @@ from aiohttp import web
 
 from careline.server.app_keys import THREADS
 from careline.server.http_edge import require_principal
+from careline.signaling.audit_view import AuditTrail, audit_event_view
 from careline.signaling.errors import InvalidPayload, NotFound
 from careline.signaling.schemas import OPAQUE_ID_PATTERN, Schema, parse
 from careline.signaling.thread_namespace import message_page, outcome_reply, sent_reply
 from careline.signaling.thread_schemas import (
     AssignRequest,
-    AuditTrail,
     CreatedThread,
     CreateThreadRequest,
     DeleteRequest,
@@ -30,7 +30,7 @@ from careline.signaling.thread_schemas import (
     SendRequest,
     ThreadList,
 )
-from careline.signaling.thread_views import attachment_view, audit_entry_view, summary_view
+from careline.signaling.thread_views import attachment_view, summary_view
 
 routes = web.RouteTableDef()
 
@@ -139,7 +139,7 @@ async def audit_trail(request: web.Request) -> web.Response:
     events = await request.app[THREADS].audit_trail(
         principal, _thread_id(request), after_seq=after, limit=min(limit, _MAX_AUDIT_PAGE)
     )
-    return _json(AuditTrail(events=[audit_entry_view(e) for e in events]))
+    return _json(AuditTrail(events=[audit_event_view(e) for e in events]))
 
 
 @routes.get("/api/threads/{thread_id}/messages")

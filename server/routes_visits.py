@@ -10,6 +10,7 @@ from aiohttp import web
 
 from careline.server.app_keys import SETTINGS, STORAGE, TOKENS, VISITS
 from careline.server.http_edge import require_principal
+from careline.signaling.audit_view import AuditTrail, audit_event_view
 from careline.signaling.errors import Forbidden, InvalidPayload
 from careline.signaling.identity import Role
 from careline.signaling.schemas import parse_json
@@ -98,17 +99,4 @@ async def get_audit(request: web.Request) -> web.Response:
     if after < 0 or limit < 1:
         raise InvalidPayload("after_seq must be 0 or more, and limit 1 or more")
     events = await request.app[STORAGE].audit.list(visit_id, after_seq=after, limit=limit)
-    return _json(
-        {
-            "events": [
-                {
-                    "seq": e.seq,
-                    "at": e.at,
-                    "actor": e.actor,
-                    "action": e.action,
-                    "detail": dict(e.detail),
-                }
-                for e in events
-            ]
-        }
-    )
+    return _json(AuditTrail(events=[audit_event_view(e) for e in events]))

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from careline.signaling.audit_view import AuditEventView
 from careline.signaling.schemas import IceServerInfo, OpaqueId, Schema
 
 #: A skill: a short opaque tag such as "lang:es" or "licence:CA".
@@ -142,19 +143,9 @@ class KioskTokenReply(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: int
 
 
-class CallEventView(msgspec.Struct, frozen=True, kw_only=True):
-    """One audit event of a call's record."""
-
-    seq: int
-    at: float
-    actor: str
-    action: str
-    detail: dict[str, str | int | float | bool | None]
-
-
 class CallRecordView(msgspec.Struct, frozen=True, kw_only=True):
     """Reply to `GET /api/hotline/calls/{call_id}` (admin)."""
 
     call: CallView
     offers: int
-    events: list[CallEventView]
+    events: list[AuditEventView]

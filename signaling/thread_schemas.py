@@ -169,22 +169,6 @@ class OutcomeReply(msgspec.Struct, frozen=True, kw_only=True):
     message: MessageView | None
 
 
-class AuditEntryView(msgspec.Struct, frozen=True, kw_only=True):
-    """One record of a thread's audit trail: opaque ids, times and numbers only."""
-
-    seq: int
-    at: float
-    actor: str
-    action: str
-    detail: dict[str, str | int | float | bool | None]
-
-
-class AuditTrail(msgspec.Struct, frozen=True, kw_only=True):
-    """Reply to `GET /api/threads/{thread_id}/audit`."""
-
-    events: list[AuditEntryView]
-
-
 class ThreadList(msgspec.Struct, frozen=True, kw_only=True):
     """Reply to `thread.list` and `GET /api/threads`."""
 

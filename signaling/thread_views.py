@@ -9,14 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from careline.signaling.stores import AuditEvent
 from careline.signaling.thread import AttachmentRef, Message, Thread, ThreadSummary
-from careline.signaling.thread_schemas import (
-    AttachmentView,
-    AuditEntryView,
-    MessageView,
-    ThreadView,
-)
+from careline.signaling.thread_schemas import AttachmentView, MessageView, ThreadView
 
 
 def attachment_url(thread_id: str, attachment_id: str) -> str:
@@ -114,14 +108,3 @@ def _thread_view(thread: Thread, read_seq: int | None) -> ThreadView:
 def summary_view(summary: ThreadSummary) -> ThreadView:
     """A listed thread with the viewer's horizon and unread count."""
     return thread_view(summary.thread, summary.read_seq)
-
-
-def audit_entry_view(event: AuditEvent) -> AuditEntryView:
-    """One audit record as `GET /api/threads/{thread_id}/audit` shows it."""
-    return AuditEntryView(
-        seq=event.seq,
-        at=event.at,
-        actor=event.actor,
-        action=event.action,
-        detail=dict(event.detail),
-    )
