@@ -106,17 +106,20 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
         self._writing = asyncio.get_running_loop().create_task(_finish(sending, waiting))
         self._writing.add_done_callback(self._written)
 
-    async def receive(self, pkt: eio_packet.Packet) -> None:
-        """A packet from the client (long-polling, or a websocket upgraded from it): a message
-        goes to `on_message` first."""
+    def _took_message(self, pkt: eio_packet.Packet) -> bool:
+        """Whether `on_message` handled this packet (a message) itself."""
         on_message = self.on_message
-        if (
+        return (
             on_message is not None
             and pkt.packet_type == eio_packet.MESSAGE
             and on_message(self.sid, pkt.data)
-        ):
-            return
-        await super().receive(pkt)
+        )
+
+    async def receive(self, pkt: eio_packet.Packet) -> None:
+        """A packet from the client (long-polling, or a websocket upgraded from it): a message
+        goes to `on_message` first."""
+        if not self._took_message(pkt):
+            await super().receive(pkt)
 
     async def _serve_websocket(self, ws: Any) -> None:
         """engine.io's loop for a connection opened on the websocket, reading without a task and
@@ -156,13 +159,8 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
                 except ValueError:
                     log.info("engine.io socket %s: undecodable frame, closing", self.sid)
                     break
-                on_message = self.on_message
-                if (
-                    on_message is not None
-                    and pkt.packet_type == eio_packet.MESSAGE
-                    and on_message(self.sid, pkt.data)
-                ):
-                    continue
+                if self._took_message(pkt):
+                    continue  # not through `receive`: no coroutine per message
                 try:
                     await self.receive(pkt)
                 except eio_exceptions.UnknownPacketError:
