@@ -51,7 +51,7 @@ class RedisVisitPlacement:
                 keys=[self._keys.placement + visit_id, self._keys.leases, self._keys.placed],
                 args=[candidate, repr(now), PLACEMENT_TTL_SECONDS],
             )
-        return owner.decode() if isinstance(owner, bytes) else str(owner)
+        return _text(owner)
 
     async def owners(self, visit_ids: Sequence[str]) -> dict[str, str | None]:
         """The recorded owner of each visit (None: no record), without placing anything."""
@@ -65,5 +65,6 @@ class RedisVisitPlacement:
         }
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: object) -> str:
+    """A reply (bytes, or str from a client that decodes) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
