@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import msgspec
-
 from careline.signaling.hotline_schemas import (
     CallIdRequest,
     CallReply,
@@ -80,8 +78,9 @@ class HotlineNamespace(EdgeNamespace):
         )
 
     async def emit(self, event: str, data: Any = None, to: str | None = None, **kw: Any) -> None:
-        """Send to a socket id or room of this namespace (HotlineChannel); views become plain."""
-        await super().emit(event, msgspec.to_builtins(data), to=to, **kw)
+        """Send to a socket id or room of this namespace (HotlineChannel). Views stay Structs:
+        the server encodes them with msgspec."""
+        await super().emit(event, data, to=to, **kw)
 
     async def enter_room(self, sid: str, room: str) -> None:
         """Add a socket to a room of this namespace (HotlineChannel)."""
