@@ -24,6 +24,8 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
+from careline.server.websocket_frames import FrameInbox, FrameWriter
+
 log = logging.getLogger(__name__)
 
 
@@ -55,8 +57,11 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
 
     _direct: Any = None  # engine.io's websocket wrapper while the websocket handler runs
     _send_bytes: Callable[[bytes], Coroutine[Any, Any, None]] | None = None  # its binary send
+    _frames: FrameWriter | None = None  # writes its binary frames without aiohttp's coroutines
     _writer_busy = False  # the writer took packets off the queue and is sending them
     _writing: asyncio.Task[None] | None = None  # a direct write waiting for flow control
+    _waiting = False  # the reader loop waits for the next message (none is being handled)
+    _last_read = 0.0  # loop time of the last message read (the reader loop's watchdog)
     #: Takes a message read from the websocket (engine.io sid, data) and returns whether it
     #: handled it; None, or False returned: engine.io's own dispatch (a task per message).
     on_message: Callable[[str, Any], bool] | None = None
@@ -89,7 +94,16 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
             return False  # `send` closes the socket
         if self._writer_busy or self._writing is not None or not self.queue.empty():
             return False
-        self._write(send_bytes(data))
+        frames = self._frames
+        if frames is not None:
+            try:
+                if frames.write(data):
+                    return True
+            except ConnectionError as exc:
+                # The connection is going away; its reader ends it, as the writer task would.
+                log.debug("direct write to %s failed: %s", self.sid, type(exc).__name__)
+                return True
+        self._write(send_bytes(data))  # paused for flow control: aiohttp waits for the drain
         return True
 
     def _write(self, sending: Coroutine[Any, Any, None]) -> None:
@@ -125,33 +139,42 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
         """engine.io's loop for a connection opened on the websocket, reading without a task and
         a timer per packet: it hands each packet to `receive`, closes the websocket when no frame
         came for ping interval + ping timeout (a watchdog timer re-armed from the time of the
-        last frame), and at the end stops the writer and closes the socket."""
+        last frame), and at the end stops the writer and closes the socket. On an InboxResponse,
+        binary messages that arrive while this loop waits go to `on_message` from the parser
+        itself (`_deliver`), without passing through the loop."""
         self.connected = True
         self.upgraded = True
         loop = asyncio.get_running_loop()
         writer = loop.create_task(self._write_queued(ws))
         server = self.server
         limit = server.ping_interval + server.ping_timeout
-        last_read = loop.time()
+        self._last_read = loop.time()
         closing: list[asyncio.Task[None]] = []
         watchdog: asyncio.TimerHandle | None = None
 
         def watch() -> None:
             nonlocal watchdog
+            last_read = self._last_read
             if loop.time() - last_read < limit:
                 watchdog = loop.call_at(last_read + limit, watch)
             else:
                 log.info("engine.io socket %s: no frame within %.0f s, closing", self.sid, limit)
                 closing.append(loop.create_task(ws.close()))
 
-        watchdog = loop.call_at(last_read + limit, watch)
+        watchdog = loop.call_at(self._last_read + limit, watch)
+        inbox = getattr(getattr(ws, "_sock", None), "_reader", None)
+        if isinstance(inbox, FrameInbox):
+            inbox.deliver = self._deliver
         try:
             while True:
+                self._waiting = True
                 try:
                     data = await ws.wait()
                 except Exception:  # noqa: BLE001 - as engine.io: close, broken socket
                     break
-                last_read = loop.time()
+                finally:
+                    self._waiting = False
+                self._last_read = loop.time()
                 if data is None or len(data) > server.max_http_buffer_size:
                     break
                 try:
@@ -170,11 +193,29 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
                 except Exception:
                     log.exception("engine.io socket %s: receive error", self.sid)
         finally:
+            if isinstance(inbox, FrameInbox):
+                inbox.deliver = None
             if watchdog is not None:
                 watchdog.cancel()
             await self.queue.put(None)  # the writer's end-of-stream mark
             await asyncio.gather(writer, *closing, return_exceptions=True)
             await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+    def _deliver(self, data: bytes) -> bool:
+        """A binary message straight from the parser (a FrameInbox's `deliver`): True when
+        `on_message` took it; False queues it for the reader loop (which is busy with an
+        earlier message, or must see this one: too large, or not for the fast path)."""
+        if not self._waiting or len(data) > self.server.max_http_buffer_size:
+            return False
+        self._last_read = asyncio.get_running_loop().time()
+        on_message = self.on_message
+        if on_message is None:
+            return False
+        try:
+            return on_message(self.sid, data)
+        except Exception:
+            log.exception("engine.io socket %s: message handling failed", self.sid)
+            return True  # dropped, as a failed receive is
 
     async def _write_queued(self, ws: Any) -> None:
         """engine.io's writer task: send what `poll` returns, in order, until the end mark."""
@@ -221,7 +262,9 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
         self._direct = ws
         # aiohttp's WebSocketResponse.send_bytes, without engine.io's wrapper (which inspects
         # its target on every call); any other websocket: the wrapper's send.
-        self._send_bytes = getattr(getattr(ws, "_sock", None), "send_bytes", None) or ws.send
+        response = getattr(ws, "_sock", None)
+        self._send_bytes = getattr(response, "send_bytes", None) or ws.send
+        self._frames = FrameWriter.of(response)
         try:
             if self.connected:
                 # An upgrade from long-polling: engine.io's own probe handshake and loop.
@@ -231,6 +274,7 @@ class DirectWebSocket(AsyncSocket):  # type: ignore[misc]
         finally:
             self._direct = None
             self._send_bytes = None
+            self._frames = None
             writing, self._writing = self._writing, None
             if writing is not None:
                 writing.cancel()

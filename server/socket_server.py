@@ -31,6 +31,7 @@ from socketio import packet as sio_packet
 from socketio.msgpack_packet import MsgPackPacket
 
 from careline.server.direct_websocket import DirectWebSocket, direct_sockets_supported
+from careline.server.websocket_frames import InboxWebSocket, inbox_supported
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,12 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._direct_sockets = direct_sockets_supported()
         if not self._direct_sockets:
             log.warning("engine.io internals changed: sockets write through their queue")
+        elif inbox_supported() and isinstance(getattr(self.eio, "_async", None), dict):
+            # Websockets read into a FrameInbox (websocket_frames.py); an instance copy of
+            # engine.io's driver table, which is shared by every engine.io server.
+            self.eio._async = {**self.eio._async, "websocket": InboxWebSocket}
+        else:
+            log.warning("aiohttp internals changed: websockets read through their queue")
         self._events: set[asyncio.Task[None]] = set()
         self.direct_events = 0  # events that took the fast path
 
