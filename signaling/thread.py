@@ -15,7 +15,6 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import msgpack
 import msgspec
 
 from careline.signaling.errors import Conflict, Forbidden, InvalidPayload, NotFound
@@ -249,14 +248,19 @@ def blob_key(thread_id: str, attachment_id: str) -> str:
     return f"{thread_id}/{attachment_id}"
 
 
+#: msgpack of the fingerprinted fields: the same bytes msgpack.packb gave for them (stored
+#: fingerprints of earlier versions still match), in a fraction of its time.
+_PACK = msgspec.msgpack.Encoder().encode
+
+
 def fingerprint(draft: MessageDraft) -> str:
     """A digest of everything a retry must repeat: sender, kind, content, target."""
-    packed = msgpack.packb(
+    packed = _PACK(
         [
             draft.sender,
             draft.kind.value,
             draft.text,
-            list(draft.attachment_ids),
+            draft.attachment_ids,
             None if draft.event is None else draft.event.value,
             draft.subject,
             draft.target_seq,

@@ -14,6 +14,7 @@ from careline.signaling.thread import (
     MessageDraft,
     MessageKind,
     Refusal,
+    SystemEvent,
     Thread,
     ThreadState,
     apply_change,
@@ -227,6 +228,24 @@ def test_fingerprints_cover_content_not_time() -> None:
     assert fingerprint(_draft()) == fingerprint(_draft(created_at=99.0))
     for change in ({"text": "hello!"}, {"sender": "x"}, {"attachment_ids": ("a-1",)}):
         assert fingerprint(_draft(**change)) != fingerprint(_draft())
+
+
+def test_fingerprints_stay_what_databases_hold() -> None:
+    # Digests of msgpack.packb's bytes, as earlier versions stored them: a retry of a message
+    # stored before an upgrade must still match it.
+    assert fingerprint(_draft()) == "cf095cffdf6d20ecac90f7de0ce582f1"
+    long = _draft(text="héllo 😀" * 300, attachment_ids=("a-1", "a-2"))
+    assert fingerprint(long) == "858f72deb53d6831a607d8f4df5fad72"
+    edit = _draft(kind=MessageKind.EDIT, sender="cl-1", text="new", target_seq=70000)
+    assert fingerprint(edit) == "78daf2720b5997b980c9e85c22310bd6"
+    system = _draft(
+        kind=MessageKind.SYSTEM,
+        sender="cl-1",
+        text=None,
+        event=SystemEvent.ASSIGNED,
+        subject="cl-1",
+    )
+    assert fingerprint(system) == "41349c9e81e75a6bb68a0e46ac64673c"
 
 
 def test_thread_ids_are_stable_per_client_id() -> None:
