@@ -152,6 +152,27 @@ def end(
     return HotlineChange(calls=(ended,), presences=presences)
 
 
+def free_orphaned(
+    call: Call, pharmacist: Presence | None, now: float, wrap_up_seconds: float
+) -> HotlineChange | None:
+    """A ringing or connected call whose pharmacist is not ringing for it or on it any more
+    (the sweep's ORPHANED): a ringing call goes back to the head of the queue, a connected one
+    ends. None when the call is no longer orphaned as the fresh records show: its pharmacist is
+    with it, or it moved meanwhile (e.g. the pharmacist's disconnect requeued it, so it is
+    queued, and must stay queued)."""
+    if (
+        pharmacist is not None
+        and pharmacist.call_id == call.call_id
+        and pharmacist.state in (PresenceState.RINGING, PresenceState.BUSY)
+    ):
+        return None
+    if call.state is CallState.RINGING:
+        return requeue(call, None, now, PresenceState.AVAILABLE)
+    if call.state is CallState.CONNECTED:
+        return end(call, None, now, EndReason.PHARMACIST_DISCONNECTED, wrap_up_seconds)
+    return None
+
+
 def offer_callback(call: Call, now: float) -> HotlineChange | None:
     """Record that the caller, waiting too long, was offered a callback (once per call)."""
     if call.state not in WAITING_STATES or call.callback_offered_at is not None:

@@ -12,11 +12,18 @@ import logging
 from collections.abc import Callable, Sequence
 
 from careline.signaling.errors import Conflict, NotFound, SignalingError
-from careline.signaling.hotline_call import Call, CallState, EndReason
+from careline.signaling.hotline_call import Call, EndReason
 from careline.signaling.hotline_changes import HotlineChanges
 from careline.signaling.hotline_config import HotlineConfig
 from careline.signaling.hotline_local import LocalSockets
-from careline.signaling.hotline_moves import attach, detach, end, offer_callback, requeue
+from careline.signaling.hotline_moves import (
+    attach,
+    detach,
+    end,
+    free_orphaned,
+    offer_callback,
+    requeue,
+)
 from careline.signaling.hotline_pharmacists import HotlinePharmacists
 from careline.signaling.hotline_pushes import HotlinePushes
 from careline.signaling.hotline_store import HotlineChange, HotlineStore
@@ -148,15 +155,7 @@ class HotlineSweeper:
         elif kind is DueKind.ORPHANED:
 
             def orphaned(call: Call, presence: Presence | None) -> HotlineChange | None:
-                if (
-                    presence is not None
-                    and presence.call_id == call.call_id
-                    and (presence.state in (PresenceState.RINGING, PresenceState.BUSY))
-                ):
-                    return None
-                if call.state is CallState.RINGING:
-                    return requeue(call, None, self._clock(), PresenceState.AVAILABLE)
-                return end(call, None, self._clock(), EndReason.PHARMACIST_DISCONNECTED, wrap)
+                return free_orphaned(call, presence, self._clock(), wrap)
 
             await change_call(call_id, orphaned, label="pharmacist_disconnected")
             self._kick()

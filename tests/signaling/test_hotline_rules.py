@@ -20,6 +20,7 @@ from careline.signaling.hotline_moves import (
     attach,
     detach,
     end,
+    free_orphaned,
     offer,
     offer_callback,
     request_callback,
@@ -431,3 +432,26 @@ def test_call_steps_audit_every_move_with_ids_only() -> None:
     assert ended is not None
     [abandoned] = call_steps(placed, ended.calls[0])
     assert (abandoned.action, abandoned.detail) == ("abandoned", {"reason": "caller_cancelled"})
+
+
+def test_an_orphaned_call_is_freed_only_while_still_orphaned() -> None:
+    placed = call()
+    rung = offer(placed, pharmacist(), 101.0, 20.0)
+    ringing, ringing_ph = rung.calls[0], rung.presences[0]
+    # Its pharmacist still rings for it: nothing to free.
+    assert free_orphaned(ringing, ringing_ph, 102.0, 5.0) is None
+    # The pharmacist left it: back to the head of the queue.
+    gone = pharmacist(state=PresenceState.OFFLINE)
+    freed = free_orphaned(ringing, gone, 102.0, 5.0)
+    assert freed is not None
+    assert freed.calls[0].state is CallState.QUEUED
+    assert freed.calls[0].requeued
+    # The sweep saw it orphaned, but meanwhile the pharmacist's disconnect requeued it: the
+    # queued call stays queued (it used to be ended as "pharmacist_disconnected").
+    assert free_orphaned(freed.calls[0], gone, 103.0, 5.0) is None
+    # A connected call whose pharmacist is gone ends.
+    connected = dataclasses.replace(ringing, state=CallState.CONNECTED, accepted_at=102.0)
+    ended = free_orphaned(connected, gone, 104.0, 5.0)
+    assert ended is not None
+    assert ended.calls[0].state is CallState.COMPLETED
+    assert ended.calls[0].end_reason is EndReason.PHARMACIST_DISCONNECTED
