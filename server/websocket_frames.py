@@ -131,13 +131,13 @@ class InboxResponse(web.WebSocketResponse):
 
 
 class InboxWebSocket(EngineIoWebSocket):  # type: ignore[misc]
-    """engine.io's aiohttp websocket wrapper, on an InboxResponse."""
+    """engine.io's aiohttp websocket wrapper, on an InboxResponse (engine.io's own keeps the
+    request's WSGI-style mapping too, which neither engine.io nor python-socketio reads)."""
 
-    async def __call__(self, environ: dict[str, Any]) -> web.StreamResponse:
-        request = environ["aiohttp.request"]
+    async def __call__(self, request_env: dict[str, Any]) -> web.StreamResponse:
+        request = request_env["aiohttp.request"]
         self._sock = InboxResponse(max_msg_size=self.server.max_http_buffer_size)
         await self._sock.prepare(request)
-        self.environ = environ
         await self.handler(self)
         return self._sock
 
