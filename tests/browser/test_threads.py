@@ -10,6 +10,7 @@ import asyncio
 import re
 import struct
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,31 +113,49 @@ async def close_pages(*pages: Page) -> None:
         await page.context.close()
 
 
-async def cuttable_page(browser_env: BrowserEnv, url: str) -> tuple[Page, list[WebSocketRoute]]:
+@dataclass
+class Cuttable:
+    """The routes of a page's socket.io WebSockets (the page's side and the server's side of
+    each) and whether the page has finished engine.io's upgrade onto one of them."""
+
+    sockets: list[WebSocketRoute] = field(default_factory=list)
+    upgraded: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def cuttable_page(browser_env: BrowserEnv, url: str) -> tuple[Page, Cuttable]:
     """A page whose socket.io WebSockets pass through Playwright, so a test can cut them."""
     page = await browser_env.page()
-    sockets: list[WebSocketRoute] = []
+    cut = Cuttable()
 
     def route(ws: WebSocketRoute) -> None:
-        sockets.extend([ws, ws.connect_to_server()])  # the page's side, the server's side
+        server = ws.connect_to_server()
+        cut.sockets.extend([ws, server])
+
+        def from_page(message: str | bytes) -> None:
+            server.send(message)
+            if message == "5":  # engine.io's upgrade packet: the page now uses this WebSocket
+                cut.upgraded.set()
+
+        ws.on_message(from_page)
 
     await page.context.route_web_socket(re.compile(r"/socket\.io/"), route)
     await page.goto(url)
-    return page, sockets
+    return page, cut
 
 
-async def drop_network(page: Page, sockets: list[WebSocketRoute]) -> None:
+async def drop_network(page: Page, cut: Cuttable) -> None:
     """The network goes away: the browser goes offline (no new connections) and its open
-    WebSockets are cut (Chromium's offline mode alone leaves an open WebSocket working)."""
-    for _ in range(100):  # socket.io connects over HTTP long-polling first, then upgrades
-        if sockets:
-            break
-        await asyncio.sleep(0.05)
-    assert sockets, "the page never opened its WebSocket"
+    WebSockets are cut (Chromium's offline mode alone leaves an open WebSocket working).
+
+    socket.io connects over HTTP long-polling first and then upgrades: the cut waits for the
+    upgrade, since going offline does not end a long-poll already in flight (the page would stay
+    connected over it)."""
+    await asyncio.wait_for(cut.upgraded.wait(), 10)
     await page.context.set_offline(True)
-    for ws in sockets:
+    for ws in cut.sockets:
         await ws.close()
-    sockets.clear()
+    cut.sockets.clear()
+    cut.upgraded.clear()
     await expect(page.locator("#banner")).to_be_visible()
 
 
@@ -225,11 +244,11 @@ def test_a_message_written_offline_is_pending_then_stored_once(
             parent_token = server.token(Role.PARENT, "f-2")
             thread_id = await open_thread(server, parent_token, "PR-2002", "Fever 39.2 C.")
             url = f"{server.url}/threads/{thread_id}?token={parent_token}"
-            parent, sockets = await cuttable_page(browser_env, url)
+            parent, cut = await cuttable_page(browser_env, url)
             await expect(parent.locator(".log .entry.mine")).to_have_count(1)
             await wait_connected(parent)
 
-            await drop_network(parent, sockets)
+            await drop_network(parent, cut)
             box = parent.get_by_role("textbox", name="Your message")
             await box.fill("Now 39.8 C, she is sleepy.")
             await box.press("Enter")
@@ -413,9 +432,9 @@ def test_an_unsent_message_is_sent_after_a_reload(browser_env: BrowserEnv, tmp_p
             parent_token = server.token(Role.PARENT, "f-6")
             thread_id = await open_thread(server, parent_token, "PR-6006", "Earache.")
             url = f"{server.url}/threads/{thread_id}?token={parent_token}"
-            first, sockets = await cuttable_page(browser_env, url)
+            first, cut = await cuttable_page(browser_env, url)
             await wait_connected(first)
-            await drop_network(first, sockets)
+            await drop_network(first, cut)
             box = first.get_by_role("textbox", name="Your message")
             await box.fill("Left ear, since yesterday.")
             await box.press("Enter")
