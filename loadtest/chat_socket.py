@@ -5,12 +5,16 @@ The chat benchmark drives tens of sockets at thousands of events per second from
 writer task per packet) cost more CPU than the server it measured. This client speaks the same
 public wire (what any socket.io v5 client with the msgpack parser sends) with none of that:
 calls are answered through callbacks run by the socket's one reader task, so a benchmark can
-send its next message from the ack of the previous one.
+send its next message from the ack of the previous one. Binary packets are read in the
+connection's parser call (websocket_inbox.py) when aiohttp allows it, so an ack or a push costs
+no reader-task wake-up either; the reader task then only sees pings, the close and anything
+that arrived before the namespace was joined.
 
 Only what the benchmark needs: websocket transport from the start (no long-polling upgrade),
 one namespace, events and acks without binary attachments, engine.io pings answered.
 
-Concurrency: one asyncio loop; callbacks run on the reader task and must not block.
+Concurrency: one asyncio loop; callbacks run on the reader task or in the connection's
+`data_received`, and must neither block nor raise.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import aiohttp
 import msgspec
 
 from careline.loadtest.errors import LoadtestError
+from careline.loadtest.websocket_inbox import ClientInbox, install_inbox
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +74,10 @@ class ChatSocket:
     dropped and `on_lost` (if set) is called once with how many were unanswered.
     """
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, *, read_from_parser: bool = True) -> None:
         self.namespace = namespace
+        self._read_from_parser = read_from_parser
+        self._inbox: ClientInbox | None = None
         self.on_lost: Callable[[int], None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -78,6 +85,11 @@ class ChatSocket:
         self._calls: dict[int, tuple[AckCallback, msgspec.msgpack.Decoder[Any]]] = {}
         self._next_id = 0
         self._sending: set[asyncio.Task[None]] = set()
+
+    @property
+    def reads_from_parser(self) -> bool:
+        """Whether binary packets are handled in the parser's call (not by the reader task)."""
+        return self._inbox is not None and self._inbox.deliver is not None
 
     @property
     def pending(self) -> int:
@@ -96,6 +108,9 @@ class ChatSocket:
             opened = await ws.receive(timeout=30)
             if opened.type is not aiohttp.WSMsgType.TEXT or not opened.data.startswith(_EIO_OPEN):
                 raise ChatSocketError("no engine.io open packet")
+            # The server sends nothing more before it hears from us: a frame boundary.
+            if self._read_from_parser:
+                self._inbox = install_inbox(ws)
             await ws.send_bytes(self._packet(_CONNECT, auth))
             while True:
                 reply = await ws.receive(timeout=30)
@@ -113,13 +128,15 @@ class ChatSocket:
         except BaseException:
             await ws.close()
             raise
+        if self._inbox is not None:
+            self._inbox.deliver = self._deliver
         self._reader = asyncio.get_running_loop().create_task(
             self._read(ws), name=f"chat-socket-read{self.namespace}"
         )
 
     def call(self, event: str, data: Any, on_ack: AckCallback, ack_type: Any = Any) -> None:
         """Send `event` and have `on_ack` called with the server's ack, decoded as `ack_type`
-        (from the reader task).
+        (from the reader task, or from the connection's parser call).
 
         Sending writes straight to the connection's transport (asyncio buffers what the kernel
         does not take at once); ChatSocketError if the socket is not connected.
@@ -153,6 +170,8 @@ class ChatSocket:
     async def close(self) -> None:
         """Leave the namespace and close the websocket; safe to call twice."""
         ws, self._ws = self._ws, None
+        if self._inbox is not None:
+            self._inbox.deliver = None
         if ws is not None and not ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.send_bytes(self._packet(_DISCONNECT, None))
@@ -186,12 +205,25 @@ class ChatSocket:
                 else:  # close, closing, closed or error
                     return
         finally:
+            if self._inbox is not None:
+                self._inbox.deliver = None
             unanswered = len(self._calls)
             self._calls.clear()
             if self.on_lost is not None:
                 self.on_lost(unanswered)
 
+    def _deliver(self, data: bytes) -> bool:
+        """The inbox's hook: handle one binary packet in the parser's call. A packet that does
+        not decode is declined, untouched, for the reader task to report."""
+        try:
+            self._dispatch(_PACKET.decode(data))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        return True
+
     def _dispatch(self, packet: _Packet) -> None:
+        """Run the callback a packet is for. Everything is decoded before any state changes,
+        so a packet that fails to decode leaves the socket as it was."""
         if packet.nsp != self.namespace:
             return
         kind = packet.type
@@ -202,11 +234,14 @@ class ChatSocket:
             return
         arguments = _ARGUMENTS.decode(packet.data) if packet.data else []
         if kind == _ACK:
-            call = self._calls.pop(packet.id if packet.id is not None else -1, None)
+            call_id = packet.id if packet.id is not None else -1
+            call = self._calls.get(call_id)
             if call is not None:
                 on_ack, decoder = call
-                on_ack(decoder.decode(arguments[0]) if arguments else None)
-        elif kind == _EVENT and arguments:
+                value = decoder.decode(arguments[0]) if arguments else None
+                del self._calls[call_id]
+                on_ack(value)
+        elif arguments:
             handler = self._handlers.get(_EVENT_NAME.decode(arguments[0]))
             if handler is not None:
                 on_event, decoder = handler
