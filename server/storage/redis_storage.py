@@ -24,6 +24,7 @@ from careline.server.storage.redis_room_bus import RedisRoomBus
 from careline.server.storage.redis_threads import RedisThreadStore
 from careline.server.storage.redis_visit_placement import RedisVisitPlacement
 from careline.server.storage.redis_visits import RedisVisitStore
+from careline.server.storage.reply_text import text
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class RedisStorage:
         except ResponseError:
             log.warning("cannot read the Redis AOF settings; durability is unknown")
             return
-        values = {_text(k): _text(v) for k, v in found.items()}
+        values = {text(k): text(v) for k, v in found.items()}
         self.aof_always = (
             values.get("appendonly") == "yes" and values.get("appendfsync") == "always"
         )
@@ -160,7 +161,3 @@ class RedisStorage:
             return
         self._closed = True
         await self._client.aclose()
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

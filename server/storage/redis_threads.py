@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from careline.server.storage import redis_thread_scripts as lua
 from careline.server.storage.redis_errors import redis_unavailable
 from careline.server.storage.redis_thread_batcher import ScriptBatcher
+from careline.server.storage.reply_text import decoded
 from careline.server.storage.thread_codec import (
     THREAD_FIELDS,
     message_from_map,
@@ -99,7 +100,7 @@ class RedisThreadStore:
             )
         if reply == 1:
             return msgspec.structs.replace(thread, last_seq=1), True
-        family, patient = (_text(v) for v in reply)
+        family, patient = (decoded(v) for v in reply)
         if (family, patient) != (thread.family_sub, thread.patient_ref):
             raise duplicate_mismatch()
         existing = await self.get(thread.thread_id)
@@ -150,7 +151,7 @@ class RedisThreadStore:
                 else:
                     frontier[index] = float(rows[-1][1])
                 for row in rows:
-                    tid = _text(row[0])
+                    tid = decoded(row[0])
                     if tid not in seen:
                         seen.add(tid)
                         fresh.append(tid)
@@ -205,9 +206,9 @@ class RedisThreadStore:
         reply = await self._appends.call(
             self._keys(draft.thread_id), [self._prefix, msgpack.packb(request)]
         )
-        status = _text(reply[0])
+        status = decoded(reply[0])
         if status == "ERR":
-            raise self._refused(draft, _text(reply[1]), _text(reply[2]), reply[3])
+            raise self._refused(draft, decoded(reply[1]), decoded(reply[2]), reply[3])
         if status == "DUP":
             thread = await self.get(draft.thread_id)
             assert thread is not None
@@ -221,7 +222,7 @@ class RedisThreadStore:
         revised = (
             None if not reply[3] else message_from_map(draft.thread_id, msgpack.unpackb(reply[3]))
         )
-        dropped = tuple(blob_key(draft.thread_id, _text(aid)) for aid in reply[4] or [])
+        dropped = tuple(blob_key(draft.thread_id, decoded(aid)) for aid in reply[4] or [])
         thread = thread_from_values(reply[5])
         return Appended(message, thread, duplicate=False, target=revised, dropped_blobs=dropped)
 
@@ -278,7 +279,7 @@ class RedisThreadStore:
                 keys=[self._key(thread_id), self._key(thread_id, "reads")], args=[sub, seq]
             )
         if isinstance(reply, list):
-            if _text(reply[0]) == "NO_THREAD":
+            if decoded(reply[0]) == "NO_THREAD":
                 raise NotFound("no such thread", code="thread.not_found")
             raise seq_out_of_range(seq, int(reply[1]))
         return int(reply)
@@ -325,19 +326,19 @@ class RedisThreadStore:
             threads: list[str] = []
             keys: list[str] = []
             for raw in due:
-                tid = _text(raw)
+                tid = decoded(raw)
                 atts = await self._purge_thread(
                     keys=self._keys(tid), args=[self._prefix, tid, repr(closed_before)]
                 )
                 if atts is None:
                     continue
                 threads.append(tid)
-                keys += [blob_key(tid, _text(aid)) for aid in atts]
+                keys += [blob_key(tid, decoded(aid)) for aid in atts]
             unsent = await self._client.zrangebyscore(
                 f"{base}:unsent", "-inf", f"({orphans_before!r}", start=0, num=_BATCH
             )
             for raw in unsent:
-                tid, _, aid = _text(raw).partition("/")
+                tid, _, aid = decoded(raw).partition("/")
                 if await self._purge_unsent(
                     keys=[self._key(tid, "atts")], args=[self._prefix, tid, aid]
                 ):
@@ -371,7 +372,3 @@ def _attachment(thread_id: str, raw: bytes | str) -> Attachment:
         created_at=float(value["at"]),
         seq=None if seq is None else int(seq),
     )
-
-
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value

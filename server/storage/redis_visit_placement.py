@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from careline.server.storage.redis_cluster_keys import ClusterKeys
 from careline.server.storage.redis_errors import redis_unavailable
+from careline.server.storage.reply_text import text
 
 #: A placement is forgotten this long after its visit was last joined.
 PLACEMENT_TTL_SECONDS = 86_400
@@ -51,7 +52,7 @@ class RedisVisitPlacement:
                 keys=[self._keys.placement + visit_id, self._keys.leases, self._keys.placed],
                 args=[candidate, repr(now), PLACEMENT_TTL_SECONDS],
             )
-        return _text(owner)
+        return text(owner)
 
     async def owners(self, visit_ids: Sequence[str]) -> dict[str, str | None]:
         """The recorded owner of each visit (None: no record), without placing anything."""
@@ -60,11 +61,6 @@ class RedisVisitPlacement:
         async with redis_unavailable():
             found = await self._client.mget([self._keys.placement + v for v in visit_ids])
         return {
-            visit_id: None if owner is None else _text(owner)
+            visit_id: None if owner is None else text(owner)
             for visit_id, owner in zip(visit_ids, found, strict=True)
         }
-
-
-def _text(value: object) -> str:
-    """A reply (bytes, or str from a client that decodes) as text."""
-    return value.decode() if isinstance(value, bytes) else str(value)

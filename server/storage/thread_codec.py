@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from careline.server.storage.reply_text import decoded
 from careline.signaling.identity import Role
 from careline.signaling.thread import (
     Attachment,
@@ -98,7 +99,7 @@ THREAD_FIELDS = (
 
 def thread_from_values(values: Sequence[Any]) -> Thread:
     """A thread from its fields in THREAD_FIELDS order (bytes or str; empty means none)."""
-    text = [_text(v) for v in values]
+    text = [decoded(v) for v in values]
     (
         thread_id,
         family_sub,
@@ -147,7 +148,7 @@ def thread_values(thread: Thread) -> list[Any]:
 def attachment_from_values(values: Sequence[Any]) -> Attachment:
     """An attachment from (thread_id, attachment_id, content_type, size, uploader, at, seq)."""
     thread_id, attachment_id, content_type, size, uploader, created_at, seq = (
-        _text(v) for v in values
+        decoded(v) for v in values
     )
     return Attachment(
         thread_id=str(thread_id),
@@ -158,7 +159,3 @@ def attachment_from_values(values: Sequence[Any]) -> Attachment:
         created_at=float(created_at or 0),
         seq=int(seq) if seq not in (None, "") else None,
     )
-
-
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
