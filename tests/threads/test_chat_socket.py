@@ -98,7 +98,7 @@ async def test_without_the_inbox_the_reader_task_handles_them(sqlite_world: Worl
     await _exchange(sqlite_world, read_from_parser=False)
 
 
-async def test_a_closed_socket_calls_nothing_more(sqlite_world: World) -> None:
+async def test_closing_a_socket_turns_its_inbox_off(sqlite_world: World) -> None:
     async with aiohttp.ClientSession() as http:
         sock = ChatSocket("/threads")
         token = sqlite_world.token(Role.PARENT, "fam-1")
