@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,3 +279,21 @@ async def eventually(predicate: Any, within: float = 5.0, interval: float = 0.02
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def websocket_route(
+    route: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A bare aiohttp app on an ephemeral loopback port whose one route, GET /ws, is `route`;
+    yields the route's URL and cleans the app up after."""
+    app = web.Application()
+    app.router.add_get("/ws", route)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/ws"
+    finally:
+        await runner.cleanup()

@@ -24,7 +24,7 @@ from careline.server.websocket_frames import (
     inbox_supported,
 )
 from careline.signaling.identity import Role
-from tests.support import RunningServer, eventually
+from tests.support import RunningServer, eventually, websocket_route
 
 encode = msgspec.msgpack.encode
 
@@ -47,17 +47,8 @@ async def _serve(handler: Handler) -> AsyncIterator[str]:
         await handler(ws)
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", route)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/ws"
-    finally:
-        await runner.cleanup()
+    async with websocket_route(route) as url:
+        yield url
 
 
 async def test_frames_written_directly_are_the_frames_aiohttp_writes() -> None:

@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 from careline.loadtest.chat_socket import ChatSocket
 from careline.loadtest.websocket_inbox import ClientInbox, install_inbox
 from careline.signaling.identity import Role
-from tests.support import eventually
+from tests.support import eventually, websocket_route
 from tests.threads.conftest import World
 
 MESSAGES = 30
@@ -129,16 +129,8 @@ async def _frames_server(
                 await ws.send_bytes(b"3")
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", route)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/ws", peers
-    finally:
-        await runner.cleanup()
+    async with websocket_route(route) as url:
+        yield url, peers
 
 
 async def test_the_inbox_keeps_aiohttps_order_behind_a_declined_message() -> None:
